@@ -1,0 +1,26 @@
+"""Typed core shared by the engine, the clients and the wire protocol.
+
+Everything that crosses a boundary (transport -> session -> models -> lift -> transport) is one
+of these frozen dataclasses. Arrays keep their documented shapes and dtypes; nothing here knows
+about networks or particular models.
+"""
+
+from engine.core.frame import CameraIntrinsics, Pose, RGBDFrame
+from engine.core.prompts import BoxPrompt, GazeSample, MaskPrompt, PointPrompt, Prompt
+from engine.core.results import MaskCandidate, RLEMask, Segment3D, SegmentationResult, StageTimestamps
+
+__all__ = [
+    "BoxPrompt",
+    "CameraIntrinsics",
+    "GazeSample",
+    "MaskCandidate",
+    "MaskPrompt",
+    "PointPrompt",
+    "Pose",
+    "Prompt",
+    "RGBDFrame",
+    "RLEMask",
+    "Segment3D",
+    "SegmentationResult",
+    "StageTimestamps",
+]

@@ -1,0 +1,134 @@
+"""The small interfaces every model backend implements.
+
+The engine talks to models only through these. They mirror segment-anything's split: a heavy
+image encoder that runs once per keyframe and returns an embedding, and a light prompt decoder
+that answers each prompt from that embedding in milliseconds. Backends are pure functions of
+their inputs: the engine's session owns all state (which embedding belongs to which frame).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+
+class ModelError(RuntimeError):
+    """A model cannot be built or run as asked; the message says what to do about it."""
+
+
+class CheckpointError(ModelError):
+    """A checkpoint file is missing, truncated, corrupt or for another model."""
+
+
+@dataclass(frozen=True, eq=False)
+class ImageInput:
+    """What an image encoder sees.
+
+    Attributes:
+        rgb: (H, W, 3) uint8, RGB order.
+        depth_m: (H, W) float32 metres, 0 where there is no measurement; None without depth.
+        camera_matrix: (3, 3) pinhole K of the colour image, or None.
+    """
+
+    rgb: np.ndarray
+    depth_m: np.ndarray | None = None
+    camera_matrix: np.ndarray | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width)."""
+        return self.rgb.shape[0], self.rgb.shape[1]
+
+
+@dataclass(frozen=True, eq=False)
+class ImageEmbedding:
+    """An encoder's output for one image, opaque to the engine.
+
+    Attributes:
+        backend: name of the backend that made it; a decoder refuses other backends' embeddings.
+        original_size: (H, W) of the encoded image; prompts and masks are in these pixels.
+        data: backend-specific payload (a tensor, a dict of feature maps, ...).
+    """
+
+    backend: str
+    original_size: tuple[int, int]
+    data: Any
+
+
+@dataclass(frozen=True, eq=False)
+class PromptInput:
+    """A decoder prompt in the encoded image's pixel coordinates (SAM's predictor convention).
+
+    Attributes:
+        point_coords: (N, 2) float32 xy pixels, N >= 0.
+        point_labels: (N,) int32, 1 = object, 0 = background.
+        box: (4,) float32 x0, y0, x1, y1, or None.
+        mask: (H, W) bool rough mask of the object, or None.
+        multimask: return several granularities (SAM returns 3) instead of one mask.
+    """
+
+    point_coords: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    point_labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), np.int32))
+    box: np.ndarray | None = None
+    mask: np.ndarray | None = None
+    multimask: bool = True
+
+
+@dataclass(frozen=True, eq=False)
+class MaskPrediction:
+    """A decoder's answer.
+
+    Attributes:
+        masks: (K, H, W) bool at the encoded image's resolution, K = 3 for multimask else 1.
+        scores: (K,) float32 model-estimated mask quality (SAM: predicted IoU), higher is better.
+        granularity: K names ("part", "object", "region"), or empty when the model has none.
+        low_res_logits: (K, h, w) float32 logits to feed back as a mask prompt, if the model has them.
+    """
+
+    masks: np.ndarray
+    scores: np.ndarray
+    granularity: tuple[str, ...] = ()
+    low_res_logits: np.ndarray | None = None
+
+
+@runtime_checkable
+class ImageEncoder(Protocol):
+    """Heavy: runs on keyframes, off the prompt path."""
+
+    name: str
+
+    def encode(self, image: ImageInput) -> ImageEmbedding: ...
+
+
+@runtime_checkable
+class PromptDecoder(Protocol):
+    """Light: runs for every prompt against a cached embedding."""
+
+    name: str
+
+    def predict(self, embedding: ImageEmbedding, prompt: PromptInput) -> MaskPrediction: ...
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Maps phrases to L2-normalised embeddings (CLIP text tower)."""
+
+    name: str
+
+    def encode_text(self, texts: list[str]) -> np.ndarray:  # (N, D) float32, unit norm
+        ...
+
+
+@dataclass(frozen=True)
+class SegmentationModel:
+    """An encoder and the decoder that reads its embeddings.
+
+    needs_depth: the encoder uses depth (the geometric default does; SAM does not).
+    """
+
+    name: str
+    encoder: ImageEncoder
+    decoder: PromptDecoder
+    needs_depth: bool = False
