@@ -1,0 +1,123 @@
+"""Binary payload codecs: colour images, depth maps, masks and point clouds.
+
+Every decoder checks sizes before it allocates, so a hostile header cannot make the engine
+allocate more than the message limit allows (image headers are read with Pillow, which parses
+dimensions without decoding pixels).
+"""
+
+from __future__ import annotations
+
+import io
+from enum import StrEnum
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from engine.core import RLEMask
+from engine.protocol.errors import ErrorCode, ProtocolError
+
+
+class ImageCodec(StrEnum):
+    JPEG = "jpeg"
+    PNG = "png"
+    RAW = "raw"  # (H, W, 3) uint8 RGB, row-major
+
+
+class DepthCodec(StrEnum):
+    PNG16 = "png16"  # 16-bit greyscale PNG, raw sensor units
+    RAW16 = "raw16"  # (H, W) little-endian uint16, raw sensor units
+    F32 = "f32"  # (H, W) little-endian float32 metres (NaN = no measurement)
+
+
+def encode_image(rgb: np.ndarray, codec: ImageCodec = ImageCodec.JPEG, quality: int = 90) -> bytes:
+    """(H, W, 3) uint8 RGB -> bytes."""
+    if codec == ImageCodec.RAW:
+        return np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
+    ext, params = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality]) if codec == ImageCodec.JPEG else (".png", [])
+    ok, buf = cv2.imencode(ext, bgr, params)
+    if not ok:
+        raise ValueError(f"could not encode a {rgb.shape} image as {codec}")
+    return buf.tobytes()
+
+
+def decode_image(data: bytes | memoryview, codec: str, height: int, width: int) -> np.ndarray:
+    """bytes -> (H, W, 3) uint8 RGB; raises ProtocolError(BAD_IMAGE) on any mismatch."""
+    if codec == ImageCodec.RAW:
+        _expect_size(data, height * width * 3, "raw rgb", ErrorCode.BAD_IMAGE)
+        return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
+    if codec not in (ImageCodec.JPEG, ImageCodec.PNG):
+        raise ProtocolError(ErrorCode.BAD_IMAGE, f"unknown rgb codec {codec!r}; use jpeg, png or raw")
+    _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE)
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ProtocolError(ErrorCode.BAD_IMAGE, f"rgb payload is not a valid {codec} image")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def encode_depth(depth: np.ndarray, codec: DepthCodec = DepthCodec.PNG16) -> bytes:
+    """(H, W) uint16 (raw units) or float32 (metres, for F32) -> bytes."""
+    if codec == DepthCodec.PNG16:
+        ok, buf = cv2.imencode(".png", np.ascontiguousarray(depth, dtype=np.uint16))
+        if not ok:
+            raise ValueError("could not encode depth as png16")
+        return buf.tobytes()
+    if codec == DepthCodec.RAW16:
+        return np.ascontiguousarray(depth, dtype="<u2").tobytes()
+    return np.ascontiguousarray(depth, dtype="<f4").tobytes()
+
+
+def decode_depth(data: bytes | memoryview, codec: str, height: int, width: int) -> np.ndarray:
+    """bytes -> (H, W) uint16 or float32; raises ProtocolError(BAD_DEPTH) on any mismatch."""
+    if codec == DepthCodec.RAW16:
+        _expect_size(data, height * width * 2, "raw16 depth", ErrorCode.BAD_DEPTH)
+        return np.frombuffer(data, "<u2").reshape(height, width).astype(np.uint16)
+    if codec == DepthCodec.F32:
+        _expect_size(data, height * width * 4, "f32 depth", ErrorCode.BAD_DEPTH)
+        return np.frombuffer(data, "<f4").reshape(height, width).astype(np.float32)
+    if codec != DepthCodec.PNG16:
+        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16 or f32")
+    _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH)
+    depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if depth is None or depth.ndim != 2 or depth.dtype != np.uint16:
+        raise ProtocolError(ErrorCode.BAD_DEPTH, "depth payload is not a single-channel 16-bit PNG")
+    return depth
+
+
+def encode_rle(mask: RLEMask) -> bytes:
+    return np.ascontiguousarray(mask.counts, dtype="<u4").tobytes()
+
+
+def decode_rle(data: bytes | memoryview, height: int, width: int) -> RLEMask:
+    if len(data) % 4:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "rle payload length is not a multiple of 4")
+    counts = np.frombuffer(data, "<u4").astype(np.uint32)
+    if int(counts.sum(dtype=np.uint64)) != height * width:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"rle does not cover a {width}x{height} mask")
+    return RLEMask(height, width, counts)
+
+
+def encode_points(points: np.ndarray) -> bytes:
+    return np.ascontiguousarray(points, dtype="<f4").tobytes()
+
+
+def decode_points(data: bytes | memoryview) -> np.ndarray:
+    if len(data) % 12:
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "points payload length is not a multiple of 12")
+    return np.frombuffer(data, "<f4").reshape(-1, 3).astype(np.float32)
+
+
+def _expect_size(data: bytes | memoryview, expected: int, what: str, code: ErrorCode) -> None:
+    if len(data) != expected:
+        raise ProtocolError(code, f"{what} payload has {len(data)} bytes, expected {expected} for the declared size")
+
+
+def _check_header_size(data: bytes | memoryview, height: int, width: int, what: str, code: ErrorCode) -> None:
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            w, h = img.size
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise ProtocolError(code, f"{what} payload is not a readable image: {exc}") from None
+    if (w, h) != (width, height):
+        raise ProtocolError(code, f"{what} image is {w}x{h} but the frame header says {width}x{height}")

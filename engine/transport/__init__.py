@@ -1,0 +1,1 @@
+"""Transports turn bytes on a connection into session calls and typed replies into bytes."""
