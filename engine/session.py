@@ -38,6 +38,7 @@ from engine.protocol import (
     ResultMessage,
     SessionStats,
     StatsMessage,
+    check_frame,
     decode_envelope,
 )
 from models.interfaces import ImageEmbedding, ModelError, SegmentationModel
@@ -58,16 +59,15 @@ class PendingFrame:
 
     @classmethod
     def from_envelope(cls, env: Envelope, config: EngineConfig, received: float) -> PendingFrame:
-        frame_id = env.ref_id
-        if frame_id is None:
-            raise ProtocolError(ErrorCode.INVALID_FIELD, "frame message needs an integer 'frame_id'")
+        """Validate everything but the pixels now (errors reach the client at once); decode later."""
+        header = check_frame(env, config.limits)
 
         def decode() -> RGBDFrame:
             msg = decode_envelope(env, config.limits)
             assert isinstance(msg, FrameMessage)
             return msg.frame
 
-        return cls(frame_id, decode, received)
+        return cls(header.frame_id, decode, received)
 
     @classmethod
     def from_frame(cls, frame: RGBDFrame, received: float) -> PendingFrame:

@@ -1,6 +1,16 @@
 """Message schema v1 (docs/protocol.md). Clients and transports import from here only."""
 
-from engine.protocol.codec import Envelope, decode_envelope, decode_message, encode_frame, encode_message, parse_envelope
+from engine.protocol.codec import (
+    Envelope,
+    FrameHeader,
+    check_frame,
+    decode_envelope,
+    decode_message,
+    encode_frame,
+    encode_message,
+    pack,
+    parse_envelope,
+)
 from engine.protocol.errors import ErrorCode, ProtocolError
 from engine.protocol.messages import (
     PROTOCOL_VERSION,
@@ -26,6 +36,7 @@ __all__ = [
     "Bye",
     "DepthCodec",
     "Envelope",
+    "FrameHeader",
     "ErrorCode",
     "ErrorMessage",
     "FrameMessage",
@@ -42,9 +53,11 @@ __all__ = [
     "SessionStats",
     "StatsMessage",
     "Welcome",
+    "check_frame",
     "decode_envelope",
     "decode_message",
     "encode_frame",
     "encode_message",
+    "pack",
     "parse_envelope",
 ]

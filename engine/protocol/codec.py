@@ -141,7 +141,8 @@ def _load_header(raw: bytes) -> dict[str, Any]:
     return header
 
 
-def _pack(header: dict[str, Any], payloads: list[tuple[str, str, bytes]] = ()) -> bytes:
+def pack(header: dict[str, Any], payloads: list[tuple[str, str, bytes]] = ()) -> bytes:
+    """Frame a header and (name, codec, bytes) payloads as one v1 message (adds \"v\" and \"payloads\")."""
     header = {"v": PROTOCOL_VERSION, **header}
     if payloads:
         header["payloads"] = [{"name": n, "codec": c, "size": len(b)} for n, c, b in payloads]
@@ -201,47 +202,67 @@ def encode_frame(
     if frame.depth is not None:
         codec = pl.DepthCodec.F32 if frame.depth.dtype == np.float32 else depth_codec
         payloads.append(("depth", str(codec), pl.encode_depth(frame.depth, codec)))
-    return _pack(header, payloads)
+    return pack(header, payloads)
 
 
-def _decode_frame(env: Envelope, limits: Limits) -> FrameMessage:
+@dataclass(frozen=True, eq=False)
+class FrameHeader:
+    """A frame's metadata, validated without decoding pixels (cheap enough for every frame)."""
+
+    frame_id: int
+    width: int
+    height: int
+    intrinsics: CameraIntrinsics
+    pose: Pose | None
+    depth_scale: float
+    capture_ts: float
+
+
+def check_frame(env: Envelope, limits: Limits = Limits()) -> FrameHeader:
+    """Validate a frame envelope's fields and payload headers; raise ProtocolError naming the frame.
+
+    Image sizes are read from the payloads' own headers, so a wrong size is reported when the
+    frame arrives even though its pixels are decoded only if a prompt needs them.
+    """
     h = env.header
     frame_id = _field(h, "frame_id", int)
-    width, height = _field(h, "width", int, ref_id=frame_id), _field(h, "height", int, ref_id=frame_id)
-    if not (0 < width <= limits.max_width and 0 < height <= limits.max_height):
-        raise ProtocolError(
-            ErrorCode.TOO_LARGE, f"frame {width}x{height} is outside 1x1..{limits.max_width}x{limits.max_height}", frame_id
-        )
-    intr = _field(h, "intrinsics", dict, ref_id=frame_id)
-    pose_values = h.get("pose")
     try:
-        intrinsics = CameraIntrinsics(
-            width, height, *(_field(intr, key, float, ref_id=frame_id) for key in ("fx", "fy", "cx", "cy"))
-        )
-        pose = Pose(_floats(h, "pose", 16, frame_id).reshape(4, 4)) if pose_values is not None else None
-    except FrameError as exc:
-        raise ProtocolError(ErrorCode.INVALID_FIELD, str(exc), frame_id) from None
-    if "rgb" not in env.payloads:
-        raise ProtocolError(ErrorCode.BAD_IMAGE, "frame has no rgb payload", frame_id)
-    try:
-        rgb = pl.decode_image(env.payloads["rgb"][1], env.payloads["rgb"][0], height, width)
-        depth = None
+        width, height = _field(h, "width", int), _field(h, "height", int)
+        if not (0 < width <= limits.max_width and 0 < height <= limits.max_height):
+            raise ProtocolError(ErrorCode.TOO_LARGE, f"frame {width}x{height} is outside 1x1..{limits.max_width}x{limits.max_height}")
+        intr = _field(h, "intrinsics", dict)
+        try:
+            intrinsics = CameraIntrinsics(width, height, *(_field(intr, key, float) for key in ("fx", "fy", "cx", "cy")))
+            pose = Pose(_floats(h, "pose", 16, frame_id).reshape(4, 4)) if h.get("pose") is not None else None
+        except FrameError as exc:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, str(exc)) from None
+        depth_scale = _field(h, "depth_scale", float, default=1000.0)
+        if "rgb" not in env.payloads:
+            raise ProtocolError(ErrorCode.BAD_IMAGE, "frame has no rgb payload")
+        pl.check_image(*env.payloads["rgb"][::-1], height, width)
         if "depth" in env.payloads:
-            depth = pl.decode_depth(env.payloads["depth"][1], env.payloads["depth"][0], height, width)
-        frame = RGBDFrame(
-            frame_id=frame_id,
-            rgb=rgb,
-            depth=depth,
-            intrinsics=intrinsics,
-            depth_scale=_field(h, "depth_scale", float, default=1000.0, ref_id=frame_id),
-            pose=pose,
-            capture_ts=_field(h, "capture_ts", float, default=0.0, ref_id=frame_id),
-        )
+            if depth_scale <= 0:
+                raise ProtocolError(ErrorCode.BAD_DEPTH, f"depth_scale must be positive, got {depth_scale}")
+            pl.check_depth(*env.payloads["depth"][::-1], height, width)
+        return FrameHeader(frame_id, width, height, intrinsics, pose, depth_scale, _field(h, "capture_ts", float, default=0.0))
     except ProtocolError as exc:
         exc.ref_id = frame_id
         raise
+
+
+def _decode_frame(env: Envelope, limits: Limits) -> FrameMessage:
+    fh = check_frame(env, limits)
+    try:
+        rgb = pl.decode_image(env.payloads["rgb"][1], env.payloads["rgb"][0], fh.height, fh.width)
+        depth = None
+        if "depth" in env.payloads:
+            depth = pl.decode_depth(env.payloads["depth"][1], env.payloads["depth"][0], fh.height, fh.width)
+        frame = RGBDFrame(fh.frame_id, rgb, depth, fh.intrinsics, fh.depth_scale, fh.pose, fh.capture_ts)
+    except ProtocolError as exc:
+        exc.ref_id = fh.frame_id
+        raise
     except FrameError as exc:
-        raise ProtocolError(ErrorCode.BAD_DEPTH if "depth" in str(exc) else ErrorCode.BAD_IMAGE, str(exc), frame_id) from None
+        raise ProtocolError(ErrorCode.BAD_DEPTH if "depth" in str(exc) else ErrorCode.BAD_IMAGE, str(exc), fh.frame_id) from None
     return FrameMessage(frame)
 
 
@@ -272,7 +293,7 @@ def encode_prompt(prompt: Prompt) -> bytes:
         "want_3d": prompt.want_3d,
         "items": items,
     }
-    return _pack(header, payloads)
+    return pack(header, payloads)
 
 
 def _decode_prompt(env: Envelope, limits: Limits) -> PromptMessage:
@@ -393,7 +414,7 @@ def encode_result(result: SegmentationResult) -> bytes:
         "pose": result.pose.matrix.ravel().tolist() if result.pose is not None else None,
         "timestamps": result.timestamps.as_dict(),
     }
-    return _pack(header, payloads)
+    return pack(header, payloads)
 
 
 def _decode_result(env: Envelope, limits: Limits) -> ResultMessage:
@@ -437,7 +458,7 @@ def _decode_result(env: Envelope, limits: Limits) -> ResultMessage:
 
 
 def _encode_plain(kind: MessageType, msg: Any) -> bytes:
-    return _pack({"type": kind, **asdict(msg)})
+    return pack({"type": kind, **asdict(msg)})
 
 
 def _decode_hello(env: Envelope, limits: Limits) -> Hello:

@@ -56,6 +56,28 @@ def decode_image(data: bytes | memoryview, codec: str, height: int, width: int) 
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
+def check_image(data: bytes | memoryview, codec: str, height: int, width: int) -> None:
+    """Check codec and size from the payload's header alone; raises ProtocolError(BAD_IMAGE)."""
+    if codec == ImageCodec.RAW:
+        _expect_size(data, height * width * 3, "raw rgb", ErrorCode.BAD_IMAGE)
+    elif codec in (ImageCodec.JPEG, ImageCodec.PNG):
+        _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE)
+    else:
+        raise ProtocolError(ErrorCode.BAD_IMAGE, f"unknown rgb codec {codec!r}; use jpeg, png or raw")
+
+
+def check_depth(data: bytes | memoryview, codec: str, height: int, width: int) -> None:
+    """Check codec and size from the payload's header alone; raises ProtocolError(BAD_DEPTH)."""
+    if codec == DepthCodec.RAW16:
+        _expect_size(data, height * width * 2, "raw16 depth", ErrorCode.BAD_DEPTH)
+    elif codec == DepthCodec.F32:
+        _expect_size(data, height * width * 4, "f32 depth", ErrorCode.BAD_DEPTH)
+    elif codec == DepthCodec.PNG16:
+        _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH)
+    else:
+        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16 or f32")
+
+
 def encode_depth(depth: np.ndarray, codec: DepthCodec = DepthCodec.PNG16) -> bytes:
     """(H, W) uint16 (raw units) or float32 (metres, for F32) -> bytes."""
     if codec == DepthCodec.PNG16:
