@@ -1,0 +1,155 @@
+"""`python -m bench.pipeline_latency`: how fast one prompt is answered at 640x480.
+
+Two measurements, one run:
+1. segment + lift in-process: image encoder (once per keyframe), prompt decoder and Open3D lift
+   for gaze points on real RGB-D frames (livingroom1_micro when ../shared is present, synthetic
+   scenes otherwise).
+2. prompt-to-result over a real loopback WebSocket while streaming 640x480 at 15 fps, with the
+   engine in its own process (`xrseg serve`) as in production.
+
+Writes bench/results/pipeline_latency.json and pipeline_latency.png.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from bench.common import RESULTS, machine, percentiles, write_json  # noqa: E402
+from clients.streamer import StreamPlan, stream_sequence  # noqa: E402
+from clients.ws_client import XrsegClient  # noqa: E402
+from engine.config import EngineConfig  # noqa: E402
+from engine.core import PointPrompt, Prompt, RGBDFrame, StageTimestamps  # noqa: E402
+from engine.demo.run import DemoConfig, load_frames  # noqa: E402
+from engine.demo.scripts import gaze_script_for  # noqa: E402
+from engine.pipeline import answer_prompt, encode_keyframe  # noqa: E402
+from models.registry import ModelSpec, build_model  # noqa: E402
+
+
+def measure_in_process(frames: list[RGBDFrame], model_name: str) -> dict:
+    """Per frame: encode + first prompt (a fresh keyframe, the full cost), then two more prompts
+    that reuse the embedding (the engine's usual case)."""
+    model = build_model(ModelSpec(model_name))
+    lift_config = EngineConfig().lift
+    encode_ms, first_ms, reuse_ms, lift_ms = [], [], [], []
+    for frame in frames[:3] + frames:  # the first three are warm-up
+        h, w = frame.size
+        points = [(w * 0.5, h * 0.55), (w * 0.3, h * 0.7), (w * 0.75, h * 0.4)]
+        t0 = time.perf_counter()
+        embedding = encode_keyframe(model, frame)
+        t1 = time.perf_counter()
+        for j, (x, y) in enumerate(points):
+            t2 = time.perf_counter()
+            prompt = Prompt(j, frame.frame_id, points=(PointPrompt(x, y),))
+            result = answer_prompt(model, frame, embedding, frame.frame_id, prompt, lift_config, StageTimestamps())
+            t3 = time.perf_counter()
+            (first_ms if j == 0 else reuse_ms).append((t3 - t0 if j == 0 else t3 - t2) * 1000)
+            if result.timestamps.lift is not None:
+                lift_ms.append((result.timestamps.lift - result.timestamps.decode) * 1000)
+        encode_ms.append((t1 - t0) * 1000)
+    skip = 3
+    return {
+        "model": model_name,
+        "frames": len(frames),
+        "encode_ms": percentiles(encode_ms[skip:]),
+        "lift_ms": percentiles(lift_ms[skip * 3 :]),
+        "segment_plus_lift_ms": percentiles(first_ms[skip:]),
+        "decode_plus_lift_reusing_embedding_ms": percentiles(reuse_ms[skip * 2 :]),
+        "note": "segment_plus_lift = image encoder + prompt decoder + Open3D lift for a prompt on a new frame",
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def measure_websocket(frames: list[RGBDFrame], path: Path | None, fps: float, prompt_every: int) -> dict:
+    port, token = _free_port(), secrets.token_urlsafe(8)
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--token", token, "--log-level", "WARNING"]
+    server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        assert server.stdout is not None
+        line = await asyncio.to_thread(server.stdout.readline)  # "xrseg engine (...) on ws://..."
+        if "ws://" not in line:
+            raise RuntimeError(f"engine did not start: {line}{server.stdout.read()}")
+        script = gaze_script_for(path, frames)
+        async with XrsegClient.connect(f"ws://127.0.0.1:{port}", token, "bench") as client:
+            report = await stream_sequence(client, frames, script, StreamPlan(fps=fps, prompt_every=prompt_every))
+    finally:
+        server.terminate()
+        server.wait(10)
+    latency = [r.latency_ms for r in report.results]
+    glass = [(r.received - r.result.timestamps.capture) * 1000 for r in report.results if r.result.timestamps.capture]
+    engine_ms = [(r.result.timestamps.send - r.result.timestamps.receive) * 1000 for r in report.results]
+    return {
+        "fps": fps,
+        "prompt_every": prompt_every,
+        "frames_sent": report.frames_sent,
+        "prompts_sent": report.prompts_sent,
+        "results": len(report.results),
+        "errors": len(report.errors),
+        "frames_dropped": report.stats.frames_dropped if report.stats else None,
+        "achieved_fps": round(report.frames_sent / report.wall_s, 2),
+        "prompt_to_result_ms": percentiles(latency),
+        "glass_to_mask_ms": percentiles(glass),
+        "engine_receive_to_send_ms": percentiles(engine_ms),
+        "_latencies": latency,
+    }
+
+
+def main() -> None:
+    path, frames = load_frames(DemoConfig(out=Path("unused")))
+    in_process = measure_in_process(frames[::4], "geometric")
+    ws = asyncio.run(measure_websocket(frames, path, fps=15.0, prompt_every=3))
+    latencies = ws.pop("_latencies")
+    payload = {
+        "machine": machine(),
+        "sequence": str(path) if path else "synthetic",
+        "resolution": list(frames[0].size[::-1]),
+        "segment_and_lift": in_process,
+        "websocket_streaming": ws,
+        "acceptance": {
+            "segment_plus_lift_p95_ms": in_process["segment_plus_lift_ms"]["p95"],
+            "segment_plus_lift_p95_limit_ms": 60,
+            "websocket_prompt_to_result_p95_ms": ws["prompt_to_result_ms"]["p95"],
+            "websocket_prompt_to_result_p95_limit_ms": 100,
+        },
+    }
+    out = write_json("pipeline_latency.json", payload)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    stages = ["encode_ms", "decode_plus_lift_reusing_embedding_ms", "lift_ms", "segment_plus_lift_ms"]
+    axes[0].bar([s.replace("_ms", "") for s in stages], [in_process[s]["p50"] for s in stages], label="p50")
+    axes[0].bar([s.replace("_ms", "") for s in stages], [in_process[s]["p95"] - in_process[s]["p50"] for s in stages],
+                bottom=[in_process[s]["p50"] for s in stages], alpha=0.5, label="p95")
+    axes[0].axhline(60, color="r", ls="--", lw=1, label="60 ms target")
+    axes[0].set_ylabel("ms")
+    axes[0].set_title("segment + lift, 640x480, in process")
+    axes[0].tick_params(axis="x", rotation=20)
+    axes[0].legend()
+    axes[1].hist(latencies, bins=30)
+    axes[1].axvline(100, color="r", ls="--", lw=1, label="100 ms target")
+    axes[1].set_xlabel("prompt-to-result ms")
+    axes[1].set_title(f"WebSocket loopback, streaming {ws['fps']:.0f} fps")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "pipeline_latency.png", dpi=110)
+    print(f"wrote {out}")
+    print(f"segment+lift p50/p95: {in_process['segment_plus_lift_ms']['p50']}/{in_process['segment_plus_lift_ms']['p95']} ms; "
+          f"websocket prompt-to-result p50/p95: {ws['prompt_to_result_ms']['p50']}/{ws['prompt_to_result_ms']['p95']} ms")
+
+
+if __name__ == "__main__":
+    main()
