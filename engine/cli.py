@@ -22,6 +22,7 @@ console = Console()
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for overlays, PLY segments, summary.json, index.html.")] = Path("out/demo"),
     sequence: Annotated[Path | None, typer.Option(help="RGB-D folder (Redwood, TUM or slambook layout).")] = None,
+    synthetic: Annotated[bool, typer.Option(help="Stream a generated synthetic scene instead.")] = False,
     fps: Annotated[float, typer.Option(help="Frames per second to stream.")] = 15.0,
     prompt_every: Annotated[int, typer.Option(help="Send a gaze prompt every n-th frame.")] = 3,
     max_frames: Annotated[int | None, typer.Option(help="Stream at most this many frames.")] = None,
@@ -36,6 +37,7 @@ def demo(
     config = DemoConfig(
         out=out,
         sequence=sequence,
+        synthetic=synthetic,
         fps=fps,
         prompt_every=prompt_every,
         max_frames=max_frames,
@@ -125,3 +127,7 @@ def _mount_optional_apps() -> None:
 
 
 _mount_optional_apps()
+
+
+if __name__ == "__main__":
+    app()

@@ -32,6 +32,7 @@ SHARED_SEQUENCE = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 class DemoConfig:
     out: Path
     sequence: Path | None = None  # None: the shared livingroom1_micro, or a synthetic scene without it
+    synthetic: bool = False  # force the generated synthetic scene
     fps: float = 15.0
     prompt_every: int = 3
     max_frames: int | None = None
@@ -42,7 +43,7 @@ class DemoConfig:
 def load_frames(config: DemoConfig) -> tuple[Path | None, list[RGBDFrame]]:
     """Frames of the chosen sequence, or of a generated synthetic one when none is available."""
     path = config.sequence
-    if path is None and SHARED_SEQUENCE.is_dir():
+    if path is None and SHARED_SEQUENCE.is_dir() and not config.synthetic:
         path = SHARED_SEQUENCE
     if path is not None:
         from clients.sources.folder import open_sequence
