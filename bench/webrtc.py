@@ -1,0 +1,276 @@
+"""`python -m bench.webrtc`: the depth codec against PNG and zstd, and the WebRTC path end to end.
+
+Writes bench/results/webrtc.json and bench/results/webrtc.png.
+
+Depth codec section: every depth frame of the shared sequences (../shared/data/rgbd/*/depth), each
+codec encoded and decoded frame by frame, codecs taken in turn for several rounds so that load
+from other processes on the machine falls on all of them alike. Per frame we record the wall time
+(perf_counter) and the CPU time of this thread (thread_time, which ignores time spent descheduled
+on a shared machine) of encode and of decode, and report medians and p95. Ratio is raw bytes over
+encoded bytes, summed over all frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import zstandard
+
+from engine.protocol.depth_codec import DEPTH_CODEC, Backend, decode_depth, encode_depth
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "rgbd"
+DEFAULT_OUT = REPO / "bench" / "results"
+
+
+# ---------------------------------------------------------------------------------------------
+# depth codec
+
+
+@dataclass(frozen=True)
+class DepthCodecCandidate:
+    """A named lossless codec: encode (H, W) uint16 -> bytes, decode (bytes, H, W) -> (H, W) uint16."""
+
+    name: str
+    encode: Callable[[np.ndarray], bytes]
+    decode: Callable[[bytes, int, int], np.ndarray]
+
+
+@dataclass(frozen=True)
+class CodecMeasurement:
+    """One codec over all frames. Times are per frame in milliseconds."""
+
+    name: str
+    frames: int
+    ratio: float
+    mean_bytes: float
+    encode_ms_p50: float
+    decode_ms_p50: float
+    roundtrip_ms_p50: float
+    roundtrip_ms_p95: float
+    roundtrip_cpu_ms_p50: float
+    roundtrip_cpu_ms_p95: float
+    lossless: bool
+
+
+def _png_encode(depth: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".png", depth)
+    if not ok:
+        raise ValueError("cv2 could not encode the depth map as PNG")
+    return buf.tobytes()
+
+
+def _png_decode(data: bytes, height: int, width: int) -> np.ndarray:
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def _zstd_candidate(level: int) -> DepthCodecCandidate:
+    def encode(depth: np.ndarray) -> bytes:
+        return zstandard.ZstdCompressor(level=level).compress(np.ascontiguousarray(depth, "<u2"))
+
+    def decode(data: bytes, height: int, width: int) -> np.ndarray:
+        raw = zstandard.ZstdDecompressor().decompress(data, max_output_size=2 * height * width)
+        return np.frombuffer(raw, "<u2").reshape(height, width)
+
+    return DepthCodecCandidate(f"zstd{level}", encode, decode)
+
+
+def codec_candidates() -> list[DepthCodecCandidate]:
+    """Ours (both back-ends), 16-bit PNG (cv2 default compression), plain zstd of the raw samples."""
+    return [
+        DepthCodecCandidate(DEPTH_CODEC, encode_depth, decode_depth),
+        DepthCodecCandidate(f"{DEPTH_CODEC}-zstd", lambda d: encode_depth(d, Backend.ZSTD), decode_depth),
+        DepthCodecCandidate("png", _png_encode, _png_decode),
+        _zstd_candidate(1),
+        _zstd_candidate(3),
+    ]
+
+
+def load_depth_frames(data_dir: Path, limit: int | None = None) -> list[np.ndarray]:
+    """Every depth map (16-bit PNG or PGM) of every sequence under data_dir, (H, W) uint16 each."""
+    paths = sorted(p for p in data_dir.glob("*/depth/*") if p.suffix.lower() in (".png", ".pgm"))
+    if not paths:
+        raise FileNotFoundError(
+            f"no depth frames under {data_dir}/*/depth; pass --data with the shared rgbd folder"
+        )
+    frames = []
+    for path in paths[:limit]:
+        depth = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if depth is None or depth.dtype != np.uint16 or depth.ndim != 2:
+            raise ValueError(f"{path} is not a single-channel 16-bit depth image")
+        frames.append(depth)
+    return frames
+
+
+def measure_codecs(
+    frames: Sequence[np.ndarray], candidates: Sequence[DepthCodecCandidate], rounds: int = 3
+) -> list[CodecMeasurement]:
+    """Encode and decode every frame with every candidate, `rounds` times, codecs in turn."""
+    wall: dict[str, list[tuple[float, float]]] = {c.name: [] for c in candidates}
+    cpu: dict[str, list[float]] = {c.name: [] for c in candidates}
+    sizes: dict[str, int] = {c.name: 0 for c in candidates}
+    lossless: dict[str, bool] = {c.name: True for c in candidates}
+    for c in candidates:  # warm-up: imports, first-call allocations
+        c.decode(c.encode(frames[0]), *frames[0].shape)
+    for round_index in range(rounds):
+        for c in candidates:
+            for depth in frames:
+                t0, c0 = time.perf_counter(), time.thread_time()
+                data = c.encode(depth)
+                t1 = time.perf_counter()
+                back = c.decode(data, *depth.shape)
+                t2, c2 = time.perf_counter(), time.thread_time()
+                wall[c.name].append((t1 - t0, t2 - t1))
+                cpu[c.name].append(c2 - c0)
+                if round_index == 0:
+                    sizes[c.name] += len(data)
+                    lossless[c.name] &= bool(np.array_equal(back, depth))
+    raw_bytes = sum(f.nbytes for f in frames)
+    out = []
+    for c in candidates:
+        enc = np.array([w[0] for w in wall[c.name]]) * 1e3
+        dec = np.array([w[1] for w in wall[c.name]]) * 1e3
+        cpu_ms = np.array(cpu[c.name]) * 1e3
+        out.append(
+            CodecMeasurement(
+                name=c.name,
+                frames=len(frames),
+                ratio=raw_bytes / sizes[c.name],
+                mean_bytes=sizes[c.name] / len(frames),
+                encode_ms_p50=float(np.median(enc)),
+                decode_ms_p50=float(np.median(dec)),
+                roundtrip_ms_p50=float(np.median(enc + dec)),
+                roundtrip_ms_p95=float(np.percentile(enc + dec, 95)),
+                roundtrip_cpu_ms_p50=float(np.median(cpu_ms)),
+                roundtrip_cpu_ms_p95=float(np.percentile(cpu_ms, 95)),
+                lossless=lossless[c.name],
+            )
+        )
+    return out
+
+
+def codec_section(measurements: Sequence[CodecMeasurement], data_dir: Path) -> dict:
+    by_name = {m.name: m for m in measurements}
+    ours, png = by_name[DEPTH_CODEC], by_name["png"]
+    return {
+        "data": str(data_dir),
+        "chosen": DEPTH_CODEC,
+        "codecs": {m.name: asdict(m) for m in measurements},
+        "ratio_vs_png": ours.ratio / png.ratio,
+        "speedup_vs_png_wall": png.roundtrip_ms_p50 / ours.roundtrip_ms_p50,
+        "speedup_vs_png_cpu": png.roundtrip_cpu_ms_p50 / ours.roundtrip_cpu_ms_p50,
+    }
+
+
+def _print_codecs(section: dict) -> None:
+    print(f"{'codec':8s} {'ratio':>6s} {'enc ms':>7s} {'dec ms':>7s} {'rt ms':>7s} {'rt cpu':>7s} lossless")
+    for m in section["codecs"].values():
+        print(
+            f"{m['name']:8s} {m['ratio']:6.2f} {m['encode_ms_p50']:7.2f} {m['decode_ms_p50']:7.2f} "
+            f"{m['roundtrip_ms_p50']:7.2f} {m['roundtrip_cpu_ms_p50']:7.2f} {m['lossless']}"
+        )
+    print(
+        f"{section['chosen']}: {section['ratio_vs_png']:.2f}x PNG's ratio, "
+        f"{section['speedup_vs_png_wall']:.1f}x faster (wall), {section['speedup_vs_png_cpu']:.1f}x (cpu)"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# output
+
+
+def _machine() -> dict:
+    import os
+
+    return {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count()}
+
+
+def write_results(out_dir: Path, sections: dict) -> Path:
+    """Merge sections into out_dir/webrtc.json (keeping sections this run did not measure)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "webrtc.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results.update(sections)
+    results["machine"] = _machine()
+    results["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    _plot(results, out_dir / "webrtc.png")
+    return path
+
+
+def _plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [k for k in ("depth_codec", "webrtc") if k in results]
+    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.2), squeeze=False)
+    for ax, key in zip(axes[0], panels, strict=True):
+        if key == "depth_codec":
+            codecs = list(results[key]["codecs"].values())
+            for m in codecs:
+                ax.scatter(m["roundtrip_ms_p50"], m["ratio"], s=60)
+                ax.annotate(
+                    m["name"], (m["roundtrip_ms_p50"], m["ratio"]), textcoords="offset points", xytext=(6, 4)
+                )
+            ax.set_xscale("log")
+            ax.set_xlabel("encode + decode, ms per 640x480 frame (median)")
+            ax.set_ylabel("compression ratio")
+            ax.set_title(f"lossless depth codecs, {codecs[0]['frames']} frames")
+            ax.grid(True, alpha=0.3)
+        else:
+            _plot_latency(ax, results[key])
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_latency(ax, section: dict) -> None:
+    latencies = section.get("glass_to_mask_ms_all", [])
+    if latencies:
+        ax.hist(latencies, bins=40)
+    for q in ("p50", "p95"):
+        value = section.get(f"glass_to_mask_ms_{q}")
+        if value is not None:
+            ax.axvline(value, linestyle="--", color="k")
+            ax.annotate(
+                f"{q} {value:.0f} ms", (value, 0), textcoords="offset points", xytext=(4, 20), rotation=90
+            )
+    ax.set_xlabel("glass-to-mask latency, ms")
+    ax.set_ylabel("prompts")
+    ax.set_title("WebRTC loopback, 640x480")
+
+
+# ---------------------------------------------------------------------------------------------
+# entry point
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.webrtc", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="folder of RGB-D sequences (shared/data/rgbd)"
+    )
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where webrtc.json and webrtc.png go")
+    parser.add_argument("--rounds", type=int, default=3, help="passes over all frames per codec")
+    parser.add_argument("--codec-only", action="store_true", help="only the depth codec comparison")
+    args = parser.parse_args(argv)
+
+    frames = load_depth_frames(args.data)
+    section = codec_section(measure_codecs(frames, codec_candidates(), args.rounds), args.data)
+    _print_codecs(section)
+    sections = {"depth_codec": section}
+    path = write_results(args.out, sections)
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()
