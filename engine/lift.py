@@ -221,9 +221,9 @@ def _backproject(mask: np.ndarray, depth_m: np.ndarray, intrinsics: CameraIntrin
     idx = np.flatnonzero(mask)
     z = depth_m.ravel()[idx].astype(np.float32, copy=False)
     valid = np.isfinite(z) & (z > 0)
-    idx = idx[valid]
+    idx = idx[valid].astype(np.int32)  # int32 division is cheaper; H * W < 2**31
     z = z[valid]
-    v, u = np.divmod(idx, mask.shape[1])
+    v, u = np.divmod(idx, np.int32(mask.shape[1]))
     x = (u.astype(np.float32) - np.float32(intrinsics.cx)) * z * np.float32(1.0 / intrinsics.fx)
     y = (v.astype(np.float32) - np.float32(intrinsics.cy)) * z * np.float32(1.0 / intrinsics.fy)
     return np.stack((x, y, z))
@@ -256,24 +256,24 @@ def _group(
     counts once and is summed itself; with them ((N, 3) float64, (N,) int64, from a previous
     grouping whose centroids are ``points``) those are summed instead.
     """
-    cells = np.floor(points * (1.0 / size)).astype(np.int64)
+    # int32 cells: |coordinate| / size stays far below 2**31 for any depth sensor.
+    cells = np.floor(points * (1.0 / size)).astype(np.int32)
     cells -= cells.min(axis=1, keepdims=True)
-    dims = cells.max(axis=1) + 1
+    dims = cells.max(axis=1).astype(np.int64) + 1
+    if dims[0] * dims[1] * dims[2] >= np.iinfo(np.int32).max:
+        cells = cells.astype(np.int64)
     # y-major keys: mask pixels arrive in raster order, so the keys come in long sorted runs
     # that the stable (run-merging) sort exploits.
-    key = (cells[1] * dims[0] + cells[0]) * dims[2] + cells[2]
-    if int(dims[0]) * int(dims[1]) * int(dims[2]) < np.iinfo(np.int32).max:
-        key = key.astype(np.int32)  # sorts faster than int64
+    key = (cells[1] * dims[0].astype(cells.dtype) + cells[0]) * dims[2].astype(cells.dtype) + cells[2]
     order = np.argsort(key, kind="stable")
     sorted_key = key[order]
     starts = np.flatnonzero(np.concatenate(([True], sorted_key[1:] != sorted_key[:-1])))
     if sums is None or counts is None:
-        # Row-wise gathers: points[:, order] on a (3, N) array is several times slower.
-        out_sums = np.stack(
-            [np.add.reduceat(points[i][order].astype(np.float64), starts) for i in range(3)], 1
-        )
+        # Row-wise gathers (points[:, order] on a (3, N) array is several times slower); float32
+        # partial sums are exact enough within a voxel, the totals are float64.
+        out_sums = np.stack([np.add.reduceat(points[i][order], starts) for i in range(3)], 1)
         out_counts = np.diff(np.append(starts, len(order))).astype(np.int64)
-        return out_sums, out_counts
+        return out_sums.astype(np.float64), out_counts
     return np.add.reduceat(sums[order], starts, axis=0), np.add.reduceat(counts[order], starts)
 
 
@@ -348,11 +348,13 @@ def _reattach_loose(keep: np.ndarray, loose: np.ndarray, centroids: np.ndarray, 
     if loose.size == 0 or keep.size == 0:
         return np.sort(keep)
     kept_points = centroids[keep]
+    kept_sq = np.square(kept_points).sum(axis=1)
     near = np.zeros(loose.size, dtype=bool)
-    step = max(1, 200_000 // len(kept_points))  # bounds the (step, K, 3) distance array to ~5 MB
+    step = max(1, 4_000_000 // len(kept_points))  # bounds the (step, K) distance matrix to ~32 MB
     for start in range(0, loose.size, step):
         chunk = centroids[loose[start : start + step]]
-        d2 = np.square(chunk[:, None, :] - kept_points[None, :, :]).sum(axis=2)
+        # |a - b|^2 = |a|^2 + |b|^2 - 2 a.b: one matrix product instead of a (L, K, 3) array
+        d2 = np.square(chunk).sum(axis=1)[:, None] + kept_sq[None, :] - 2.0 * (chunk @ kept_points.T)
         near[start : start + step] = d2.min(axis=1) <= radius * radius
     return np.union1d(keep, loose[near])
 
