@@ -27,12 +27,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from bench.common import RESULTS, machine, percentiles, write_json  # noqa: E402
+from clients.gaze_script import GazeScript  # noqa: E402
 from clients.streamer import StreamPlan, stream_sequence  # noqa: E402
 from clients.ws_client import XrsegClient  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.core import PointPrompt, Prompt, RGBDFrame, StageTimestamps  # noqa: E402
 from engine.demo.run import DemoConfig, load_frames  # noqa: E402
-from engine.demo.scripts import gaze_script_for  # noqa: E402
 from engine.pipeline import answer_prompt, encode_keyframe  # noqa: E402
 from models.registry import ModelSpec, build_model  # noqa: E402
 
@@ -76,7 +76,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def measure_websocket(frames: list[RGBDFrame], path: Path | None, fps: float, prompt_every: int) -> dict:
+async def measure_websocket(frames: list[RGBDFrame], script: GazeScript, fps: float, prompt_every: int) -> dict:
     port, token = _free_port(), secrets.token_urlsafe(8)
     cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--token", token, "--log-level", "WARNING"]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
@@ -85,7 +85,6 @@ async def measure_websocket(frames: list[RGBDFrame], path: Path | None, fps: flo
         line = await asyncio.to_thread(server.stdout.readline)  # "xrseg engine (...) on ws://..."
         if "ws://" not in line:
             raise RuntimeError(f"engine did not start: {line}{server.stdout.read()}")
-        script = gaze_script_for(path, frames)
         async with XrsegClient.connect(f"ws://127.0.0.1:{port}", token, "bench") as client:
             report = await stream_sequence(client, frames, script, StreamPlan(fps=fps, prompt_every=prompt_every))
     finally:
@@ -111,9 +110,9 @@ async def measure_websocket(frames: list[RGBDFrame], path: Path | None, fps: flo
 
 
 def main() -> None:
-    path, frames = load_frames(DemoConfig(out=Path("unused")))
+    path, frames, script = load_frames(DemoConfig(out=Path("unused")))
     in_process = measure_in_process(frames[::4], "geometric")
-    ws = asyncio.run(measure_websocket(frames, path, fps=15.0, prompt_every=3))
+    ws = asyncio.run(measure_websocket(frames, script, fps=15.0, prompt_every=3))
     latencies = ws.pop("_latencies")
     payload = {
         "machine": machine(),

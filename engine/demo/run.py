@@ -19,7 +19,7 @@ from clients.ws_client import TimedResult, XrsegClient
 from engine.config import EngineConfig
 from engine.core import RGBDFrame
 from engine.demo.outputs import fuse_segments, latency_table, render_overlay, write_contact_sheet, write_html, write_ply
-from engine.demo.scripts import gaze_script_for
+from engine.demo.scripts import gaze_script_for, synthetic_sequence
 from engine.server import Engine
 from engine.transport.websocket import WebSocketTransport
 
@@ -40,20 +40,20 @@ class DemoConfig:
     engine: EngineConfig = EngineConfig(port=0)
 
 
-def load_frames(config: DemoConfig) -> tuple[Path | None, list[RGBDFrame]]:
-    """Frames of the chosen sequence, or of a generated synthetic one when none is available."""
+def load_frames(config: DemoConfig) -> tuple[Path | None, list[RGBDFrame], GazeScript]:
+    """Frames and gaze of the chosen sequence, or of a generated synthetic one when none is available."""
     path = config.sequence
     if path is None and SHARED_SEQUENCE.is_dir() and not config.synthetic:
         path = SHARED_SEQUENCE
-    if path is not None:
-        from clients.sources.folder import open_sequence
+    if path is None:
+        frames, script = synthetic_sequence(config.max_frames or 90)
+        return None, frames, script
+    from clients.sources.folder import open_sequence
 
-        seq = open_sequence(path)
-        n = len(seq) if config.max_frames is None else min(len(seq), config.max_frames)
-        return path, [seq[i] for i in range(n)]
-    from clients.sources.synthetic import demo_sequence
-
-    return None, demo_sequence(config.max_frames or 120)
+    seq = open_sequence(path)
+    n = len(seq) if config.max_frames is None else min(len(seq), config.max_frames)
+    frames = [seq[i] for i in range(n)]
+    return path, frames, gaze_script_for(path, frames)
 
 
 async def run_demo(config: DemoConfig) -> dict:
@@ -61,8 +61,7 @@ async def run_demo(config: DemoConfig) -> dict:
     (out / "overlays").mkdir(parents=True, exist_ok=True)
     (out / "segments").mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    path, frames = await asyncio.to_thread(load_frames, config)
-    script = gaze_script_for(path, frames)
+    path, frames, script = await asyncio.to_thread(load_frames, config)
     token = secrets.token_urlsafe(12)
     engine_config = replace(config.engine, tokens=(token,))
     results: list[tuple[int, TimedResult]] = []
