@@ -129,6 +129,8 @@ def test_iteration_length_and_indexing_agree() -> None:
     np.testing.assert_array_equal(seq[-1].depth, seq[4].depth)
     with pytest.raises(IndexError, match="has 5 frames"):
         seq[5]
+    with pytest.raises(TypeError, match="must be an int"):
+        seq[1:3]
 
 
 def quaternion(rotation: np.ndarray) -> np.ndarray:

@@ -101,6 +101,10 @@ class RGBDSequence:
     def __getitem__(self, index: int) -> RGBDFrame:
         """Read frame ``index`` (negative counts from the end): rgb (H, W, 3) uint8 RGB,
         depth (H, W) uint16 raw units (see depth_scale)."""
+        if not isinstance(index, int | np.integer):
+            raise TypeError(
+                f"frame index must be an int, got {type(index).__name__}; iterate or index one by one"
+            )
         if not -len(self.files) <= index < len(self.files):
             raise IndexError(f"frame {index} out of range: {self.root} has {len(self.files)} frames")
         index %= len(self.files)
