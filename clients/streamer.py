@@ -10,19 +10,26 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 
 from clients.gaze_script import GazeScript
 from clients.ws_client import EngineError, TimedResult, XrsegClient
-from engine.core import Prompt, RGBDFrame
+from engine.core import PointPrompt, Prompt, RGBDFrame
 from engine.protocol import DepthCodec, ImageCodec, SessionStats
+
+
+class PromptMode(StrEnum):
+    GAZE = "gaze"  # the scripted gaze sample, as a gaze prompt
+    CLICK = "click"  # a click (positive point) where the script looks
 
 
 @dataclass(frozen=True)
 class StreamPlan:
-    """fps: frame rate to send at; prompt_every: send a gaze prompt on every n-th frame."""
+    """fps: frame rate to send at; prompt_every: prompt on every n-th frame, as gaze or click."""
 
     fps: float = 15.0
     prompt_every: int = 3
+    mode: PromptMode = PromptMode.GAZE
     rgb_codec: ImageCodec = ImageCodec.JPEG
     depth_codec: DepthCodec = DepthCodec.PNG16
     result_timeout_s: float = 30.0
@@ -63,7 +70,11 @@ async def stream_sequence(
         await client.send_frame(frame, plan.rgb_codec, plan.depth_codec)
         report.frames_sent += 1
         if index % plan.prompt_every == 0 and (sample := script.gaze(index, frame, now)) is not None:
-            future = client.prompt_nowait(Prompt(prompt_id=index, frame_id=frame.frame_id, gaze=(sample,)))
+            if plan.mode == PromptMode.GAZE:
+                prompt = Prompt(prompt_id=index, frame_id=frame.frame_id, gaze=(sample,))
+            else:
+                prompt = Prompt(prompt_id=index, frame_id=frame.frame_id, points=(PointPrompt(sample.x, sample.y),))
+            future = client.prompt_nowait(prompt)
             if on_result is not None:
                 future.add_done_callback(lambda f, i=index: f.exception() is None and on_result(i, f.result()))
             pending.append((index, future))

@@ -11,8 +11,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from engine.config import EngineConfig
-from engine.logging_setup import configure_logging
+from engine.system import SystemLibraryError, check_system_libraries
+
+try:
+    check_system_libraries()
+except SystemLibraryError as exc:
+    raise SystemExit(f"xrseg: {exc}") from None
+
+from engine.config import EngineConfig  # noqa: E402  (after the check: it imports open3d)
+from engine.logging_setup import configure_logging  # noqa: E402
 
 app = typer.Typer(help="xrseg: real-time streaming segmentation for AR/VR.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -92,12 +99,13 @@ def stream(
     token: str = "",
     fps: float = 15.0,
     prompt_every: int = 3,
+    mode: Annotated[str, typer.Option(help="Prompt with 'gaze' samples or 'click' points.")] = "gaze",
     max_frames: int | None = None,
 ) -> None:
-    """Stream a recorded RGB-D sequence to a running engine with scripted gaze; print what comes back."""
+    """Stream a recorded RGB-D sequence to a running engine with scripted gaze or clicks; print what comes back."""
     from clients.gaze_script import GazeScript, PixelAnchor
     from clients.sources.folder import open_sequence
-    from clients.streamer import StreamPlan, stream_sequence
+    from clients.streamer import PromptMode, StreamPlan, stream_sequence
     from clients.ws_client import XrsegClient
 
     seq = open_sequence(sequence)
@@ -107,7 +115,8 @@ def stream(
 
     async def main() -> None:
         async with XrsegClient.connect(url, token, "xrseg-stream") as client:
-            report = await stream_sequence(client, frames, script, StreamPlan(fps=fps, prompt_every=prompt_every))
+            plan = StreamPlan(fps=fps, prompt_every=prompt_every, mode=PromptMode(mode))
+            report = await stream_sequence(client, frames, script, plan)
         lat = sorted(r.latency_ms for r in report.results)
         console.print(f"sent {report.frames_sent} frames, {report.prompts_sent} prompts; {len(report.results)} results, "
                       f"{len(report.errors)} errors; engine stats {report.stats}")
