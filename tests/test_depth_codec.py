@@ -200,3 +200,23 @@ def test_mutated_payloads_raise_or_decode_to_the_right_shape(backend: Backend) -
             assert back.shape == depth.shape and back.dtype == np.uint16
             outcomes["decoded"] += 1
     assert outcomes["error"] > 200, outcomes  # most damage is detected by the decompressor itself
+
+
+def test_frame_messages_carry_rdz_depth_and_report_bad_depth() -> None:
+    """The schema-v1 codec speaks rdz: bit-exact through encode_frame / decode_message."""
+    from engine.core import CameraIntrinsics, RGBDFrame
+    from engine.protocol import DepthCodec, ErrorCode, FrameMessage, ImageCodec, ProtocolError
+    from engine.protocol.codec import check_frame, decode_message, encode_frame, parse_envelope
+
+    depth = shared_depth(1)[0]
+    frame = RGBDFrame(
+        7, np.zeros((480, 640, 3), np.uint8), depth, CameraIntrinsics(640, 480, 525.0, 525.0, 319.5, 239.5)
+    )
+    data = encode_frame(frame, ImageCodec.JPEG, DepthCodec.RDZ)
+    msg = decode_message(data)
+    assert isinstance(msg, FrameMessage)
+    np.testing.assert_array_equal(msg.frame.depth, depth)
+    bad = data.replace(b"XD\x01\x01\x80\x02\xe0\x01", b"XD\x01\x01\x80\x02\xe1\x01")  # header says 640x481
+    with pytest.raises(ProtocolError) as info:
+        check_frame(parse_envelope(bad))
+    assert info.value.code == ErrorCode.BAD_DEPTH and info.value.ref_id == 7

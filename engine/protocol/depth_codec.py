@@ -119,11 +119,11 @@ def encode_depth(depth: np.ndarray, backend: Backend = Backend.LZ4) -> bytes:
     return _HEADER.pack(MAGIC, VERSION, backend, width, height, zlib.crc32(body)) + body
 
 
-def decode_depth(data: bytes | bytearray | memoryview, height: int, width: int) -> np.ndarray:
-    """rdz bytes -> (height, width) uint16 depth, bit-exact to what was encoded.
+def check_header(data: bytes | bytearray | memoryview, height: int, width: int) -> Backend:
+    """Validate an rdz payload's header for a (height, width) frame without decoding anything.
 
-    height and width are what the caller expects (from the frame header); a payload for any
-    other size is rejected. Raises DepthCodecError (a ValueError) for anything malformed.
+    Cheap enough to run when a frame arrives, so a wrong payload is reported at once even if the
+    frame is never decoded. Raises DepthCodecError (a ValueError); returns the back-end.
     """
     _check_size(height, width)
     view = memoryview(data).cast("B")
@@ -131,7 +131,7 @@ def decode_depth(data: bytes | bytearray | memoryview, height: int, width: int) 
         raise DepthCodecError(
             f"depth payload of {len(view)} bytes is shorter than the {_HEADER.size}-byte rdz header"
         )
-    magic, version, backend, enc_width, enc_height, crc = _HEADER.unpack_from(view)
+    magic, version, backend, enc_width, enc_height, _ = _HEADER.unpack_from(view)
     if magic != MAGIC:
         raise DepthCodecError(
             f"depth payload does not start with {MAGIC!r}; was it encoded with {DEPTH_CODEC}?"
@@ -144,11 +144,22 @@ def decode_depth(data: bytes | bytearray | memoryview, height: int, width: int) 
         raise DepthCodecError(f"depth payload names compressor {backend}; rdz v1 knows 1 (lz4) and 2 (zstd)")
     if (enc_width, enc_height) != (width, height):
         raise DepthCodecError(f"depth payload is {enc_width}x{enc_height} but the frame is {width}x{height}")
+    return Backend(backend)
+
+
+def decode_depth(data: bytes | bytearray | memoryview, height: int, width: int) -> np.ndarray:
+    """rdz bytes -> (height, width) uint16 depth, bit-exact to what was encoded.
+
+    height and width are what the caller expects (from the frame header); a payload for any
+    other size is rejected. Raises DepthCodecError (a ValueError) for anything malformed.
+    """
+    backend = check_header(data, height, width)
+    view = memoryview(data).cast("B")
     body = view[_HEADER.size :]
-    if zlib.crc32(body) != crc:
+    if zlib.crc32(body) != _HEADER.unpack_from(view)[-1]:
         raise DepthCodecError("depth payload fails its crc32: it was damaged or truncated in transit")
     n = height * width
-    raw = _decompress(Backend(backend), body, 2 * n)
+    raw = _decompress(backend, body, 2 * n)
     planes = np.frombuffer(raw, dtype=np.uint8)
     depth = planes[:n].astype(np.uint16)
     depth <<= 8
