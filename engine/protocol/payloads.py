@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image
 
 from engine.core import RLEMask
+from engine.protocol import depth_codec as rdz
 from engine.protocol.errors import ErrorCode, ProtocolError
 
 
@@ -28,6 +29,7 @@ class DepthCodec(StrEnum):
     PNG16 = "png16"  # 16-bit greyscale PNG, raw sensor units
     RAW16 = "raw16"  # (H, W) little-endian uint16, raw sensor units
     F32 = "f32"  # (H, W) little-endian float32 metres (NaN = no measurement)
+    RDZ = "rdz"  # lossless row-delta + LZ4/zstd, raw sensor units (engine/protocol/depth_codec.py)
 
 
 def encode_image(rgb: np.ndarray, codec: ImageCodec = ImageCodec.JPEG, quality: int = 90) -> bytes:
@@ -74,8 +76,13 @@ def check_depth(data: bytes | memoryview, codec: str, height: int, width: int) -
         _expect_size(data, height * width * 4, "f32 depth", ErrorCode.BAD_DEPTH)
     elif codec == DepthCodec.PNG16:
         _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH)
+    elif codec == DepthCodec.RDZ:
+        try:
+            rdz.check_header(data, height, width)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.BAD_DEPTH, str(exc)) from None
     else:
-        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16 or f32")
+        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16, rdz or f32")
 
 
 def encode_depth(depth: np.ndarray, codec: DepthCodec = DepthCodec.PNG16) -> bytes:
@@ -87,6 +94,8 @@ def encode_depth(depth: np.ndarray, codec: DepthCodec = DepthCodec.PNG16) -> byt
         return buf.tobytes()
     if codec == DepthCodec.RAW16:
         return np.ascontiguousarray(depth, dtype="<u2").tobytes()
+    if codec == DepthCodec.RDZ:
+        return rdz.encode_depth(depth)
     return np.ascontiguousarray(depth, dtype="<f4").tobytes()
 
 
@@ -98,8 +107,13 @@ def decode_depth(data: bytes | memoryview, codec: str, height: int, width: int) 
     if codec == DepthCodec.F32:
         _expect_size(data, height * width * 4, "f32 depth", ErrorCode.BAD_DEPTH)
         return np.frombuffer(data, "<f4").reshape(height, width).astype(np.float32)
+    if codec == DepthCodec.RDZ:
+        try:
+            return rdz.decode_depth(data, height, width)
+        except ValueError as exc:
+            raise ProtocolError(ErrorCode.BAD_DEPTH, str(exc)) from None
     if codec != DepthCodec.PNG16:
-        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16 or f32")
+        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16, rdz or f32")
     _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH)
     depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if depth is None or depth.ndim != 2 or depth.dtype != np.uint16:
