@@ -1,0 +1,85 @@
+"""Tuning knobs of the geometric segmenter, in one frozen place.
+
+Defaults were chosen on ray-cast scenes with Kinect-like noise (clients/sources/synthetic.py)
+and checked on the real Kinect v1 and PrimeSense frames in shared/data; each says what it
+trades off so a user with another sensor knows which one to move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GRANULARITIES = ("part", "object", "region")
+"""Order of the three label maps and of the masks a prediction returns (fine to coarse)."""
+
+
+@dataclass(frozen=True)
+class GeometricConfig:
+    """Parameters of the encoder (edges and label maps) and the decoder (prompt lookup).
+
+    Depth discontinuities:
+        jump_abs_m, jump_rel, jump_quad, jump_slope: two 4-neighbours are on different surfaces
+            when their depth differs by more than jump_abs_m + jump_rel * z + jump_quad * z² +
+            jump_slope * (smaller of the neighbouring steps along the line) (z = the nearer depth,
+            metres). The z² term follows structured-light quantisation and noise (both grow with
+            z²); the slope term keeps floors and table tops seen at grazing angles (which step by
+            centimetres per pixel) in one piece.
+    Normals and creases:
+        work_downsample: edges and label maps are computed at 1/work_downsample resolution
+            (valid-aware averaging of depth), which lowers noise and cost; the label maps are then
+            upsampled and their boundaries re-decided at full resolution by depth.
+        normal_window: k, the side (working-resolution pixels, odd) of the box window over
+            which tangents are summed; normals are compared (k + 1) // 2 pixels to either side.
+            Larger k = less noise, thin structures lost.
+        crease_noise_z_m: beyond this depth the crease thresholds rise in proportion to z
+            (angular noise of a fixed window grows with z for z²-noise sensors).
+        convex_deg, concave_deg: normal angle above which a crease is marked. Concave creases
+            (LCCP criterion (n_p - n_q) . (x_p - x_q) < 0) separate objects from what they rest
+            on, so they use the lower threshold.
+        crease_sure_deg: above this angle a crease keeps its full width; below it only the
+            ridge (non-maximum suppression) is kept, so weak creases stay thin.
+        crease_min_px: crease pieces (after the one-pixel dilation, at the working resolution)
+            smaller than this are noise peaks and dropped.
+    Colour:
+        colour_step: 8-bit colour step (max over RGB of the Sobel response / 4, on a blurred
+            image) that counts as a "strong" colour edge for the part level.
+        colour_levels: steps for the colour-only fallback (part, object, region), decreasing
+            sensitivity from fine to coarse.
+    Label maps:
+        min_region_px: components smaller than this are dissolved into their neighbours.
+        reassign_max_px: edge pixels up to this far (working-resolution pixels) from a region
+            are given to the nearest region (masks are not eroded by the edge width).
+        hole_max_frac: enclosed sensor holes up to this fraction of the image join the
+            surrounding region.
+    Decoder:
+        snap_radius_px: a point on a depth hole snaps to the nearest valid-depth pixel this close.
+        box_fill: a box prompt picks components with at least this fraction of their area inside.
+        mask_fill: a mask prompt picks components with at least this fraction covered by it.
+    """
+
+    jump_abs_m: float = 0.02
+    jump_rel: float = 0.01
+    jump_quad: float = 0.004
+    jump_slope: float = 1.5
+    normal_window: int = 5
+    crease_noise_z_m: float = 2.5
+    work_downsample: int = 2
+    convex_deg: float = 40.0
+    concave_deg: float = 35.0
+    crease_min_px: int = 24
+    crease_sure_deg: float = 60.0
+    colour_step: int = 28
+    colour_levels: tuple[int, int, int] = (14, 24, 40)
+    min_region_px: int = 30
+    reassign_max_px: float = 8.0
+    hole_max_frac: float = 0.02
+    snap_radius_px: int = 8
+    box_fill: float = 0.5
+    mask_fill: float = 0.5
+    default_focal_px_at_640: float = 525.0
+
+    def __post_init__(self) -> None:
+        if self.normal_window < 3 or self.normal_window % 2 == 0:
+            raise ValueError(f"normal_window must be an odd integer >= 3, got {self.normal_window}")
+        if not (0 < self.concave_deg < 180 and 0 < self.convex_deg < 180):
+            raise ValueError("crease angles must be in (0, 180) degrees")
