@@ -52,7 +52,10 @@ class LiftConfig:
             this stay together; gaps wider than this (object in front of a wall) split. The
             effective radius is never below 2.5 voxel edges, so coarse voxels stay connected.
         min_cluster_points: DBSCAN ``min_points``: voxels needed inside ``cluster_eps`` for a
-            voxel to be a cluster core. Sparser voxels become noise and are dropped.
+            voxel to be a cluster core. Sparser voxels become noise. Also what cuts thin
+            bridges, such as a band of mask bleed where an object touches its support: on
+            synthetic Kinect-like scenes with masks dilated by 3 px, 12 instead of 8 cut the p90
+            centroid error from 4 cm to 2.6 cm without hurting exact masks.
         min_valid_points: fewer valid depth samples under the mask than this gives a
             ``Segment3D.no_depth`` answer instead of a box fitted to noise.
         max_points_out: cap on the down-sampled points returned (they travel to the client);
@@ -67,7 +70,7 @@ class LiftConfig:
     outlier_neighbors: int = 20
     outlier_std_ratio: float = 2.0
     cluster_eps: float = 0.03
-    min_cluster_points: int = 8
+    min_cluster_points: int = 12
     min_valid_points: int = 30
     max_points_out: int = 2048
     max_voxels: int = 1000
