@@ -29,9 +29,42 @@ def _build_geometric(spec: ModelSpec) -> SegmentationModel:
     return build_geometric()
 
 
+def _build_sam_vit(name: str) -> Callable[[ModelSpec], SegmentationModel]:
+    def build(spec: ModelSpec) -> SegmentationModel:
+        from models.sam.backend import build_sam_backend
+
+        return build_sam_backend(name, spec.checkpoint, spec.device)
+
+    return build
+
+
+def _build_mobile_sam(spec: ModelSpec) -> SegmentationModel:
+    from models.mobile_sam.build import build_mobile_sam_backend
+
+    return build_mobile_sam_backend(spec.checkpoint, spec.device)
+
+
+def _build_sam2(name: str) -> Callable[[ModelSpec], SegmentationModel]:
+    def build(spec: ModelSpec) -> SegmentationModel:
+        from models.sam2.backend import build_sam2_backend
+
+        return build_sam2_backend(name, spec.checkpoint, spec.device)
+
+    return build
+
+
 MODEL_BUILDERS: MappingProxyType[str, Callable[[ModelSpec], SegmentationModel]] = MappingProxyType(
     {
         "geometric": _build_geometric,
+        "sam_vit_b": _build_sam_vit("sam_vit_b"),
+        "sam_vit_l": _build_sam_vit("sam_vit_l"),
+        "sam_vit_h": _build_sam_vit("sam_vit_h"),
+        "mobile_sam": _build_mobile_sam,
+        "sam2.1_hiera_tiny": _build_sam2("sam2.1_hiera_tiny"),
+        "sam2.1_hiera_small": _build_sam2("sam2.1_hiera_small"),
+        "sam2.1_hiera_base_plus": _build_sam2("sam2.1_hiera_base_plus"),
+        "sam2.1_hiera_large": _build_sam2("sam2.1_hiera_large"),
+        "edgetam": _build_sam2("edgetam"),
     }
 )
 

@@ -214,6 +214,14 @@ def resize_taps(low_len: int, pad_len: int, crop_len: int, out_len: int) -> tupl
     return idx, w.astype(np.float32)
 
 
+def direct_taps(low_len: int, out_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """One bilinear resize low_len -> out_len (SAM 2's post-processing) in `resize_taps`' format."""
+    i0, i1, lam = _bilinear(low_len, out_len)
+    zero = np.zeros_like(lam)
+    idx = np.stack([i0, i1, i0, i0])
+    return idx, np.stack([1 - lam, lam, zero, zero]).astype(np.float32)
+
+
 class MaskPromptGraph(nn.Module):
     """Dense prompt: (1, 1, 256, 256) low-res mask logits -> image embedding + mask embedding.
 
