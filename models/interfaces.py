@@ -8,6 +8,7 @@ their inputs: the engine's session owns all state (which embedding belongs to wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -112,6 +113,48 @@ class PromptDecoder(Protocol):
 
 
 @runtime_checkable
+class BatchImageEncoder(Protocol):
+    """Optional: an encoder that runs several images in one call (one GPU batch).
+
+    The engine's keyframe scheduler batches keyframe encodes of several sessions; backends that
+    implement `encode_batch` get them as one call, others are looped (`encode_images`).
+    """
+
+    def encode_batch(self, images: Sequence[ImageInput]) -> list[ImageEmbedding]: ...
+
+
+@runtime_checkable
+class BatchPromptDecoder(Protocol):
+    """Optional: a decoder that answers many prompts on one embedding in one call.
+
+    "Segment everything" sends a point grid (1024 prompts by default) through the decoder;
+    backends that implement `predict_batch` get it in batches, others are looped (`predict_prompts`).
+    """
+
+    def predict_batch(self, embedding: ImageEmbedding, prompts: Sequence[PromptInput]) -> list[MaskPrediction]: ...
+
+
+def encode_images(encoder: ImageEncoder, images: Sequence[ImageInput]) -> list[ImageEmbedding]:
+    """Embeddings of images, in order: one `encode_batch` call when the encoder has it, else a loop."""
+    if len(images) > 1 and isinstance(encoder, BatchImageEncoder):
+        out = encoder.encode_batch(images)
+        if len(out) != len(images):
+            raise ModelError(f"{encoder.name}.encode_batch returned {len(out)} embeddings for {len(images)} images")
+        return list(out)
+    return [encoder.encode(image) for image in images]
+
+
+def predict_prompts(decoder: PromptDecoder, embedding: ImageEmbedding, prompts: Sequence[PromptInput]) -> list[MaskPrediction]:
+    """Predictions for prompts on one embedding, in order: `predict_batch` when available, else a loop."""
+    if len(prompts) > 1 and isinstance(decoder, BatchPromptDecoder):
+        out = decoder.predict_batch(embedding, prompts)
+        if len(out) != len(prompts):
+            raise ModelError(f"{decoder.name}.predict_batch returned {len(out)} predictions for {len(prompts)} prompts")
+        return list(out)
+    return [decoder.predict(embedding, prompt) for prompt in prompts]
+
+
+@runtime_checkable
 class TextEncoder(Protocol):
     """Maps phrases to L2-normalised embeddings (CLIP text tower)."""
 
@@ -119,6 +162,26 @@ class TextEncoder(Protocol):
 
     def encode_text(self, texts: list[str]) -> np.ndarray:  # (N, D) float32, unit norm
         ...
+
+
+@runtime_checkable
+class VideoTracker(Protocol):
+    """Optional, memory-based propagation of masks between keyframes (SAM 2 / EdgeTAM style).
+
+    Streaming by design: frames arrive one at a time, objects are added or dropped at any frame,
+    and the tracker keeps a bounded memory per object. State lives in the returned/passed
+    `state` object, owned by the engine's session, so the tracker itself stays pure.
+    """
+
+    name: str
+
+    def start(self, max_memory_frames: int) -> Any: ...
+
+    def add_object(self, state: Any, frame: ImageInput, object_id: int, prompt: PromptInput) -> MaskPrediction: ...
+
+    def remove_object(self, state: Any, object_id: int) -> None: ...
+
+    def track(self, state: Any, frame: ImageInput) -> dict[int, MaskPrediction]: ...
 
 
 @dataclass(frozen=True)

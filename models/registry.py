@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
-from models.interfaces import ModelError, SegmentationModel
+from models.interfaces import ModelError, SegmentationModel, TextEncoder
 
 
 @dataclass(frozen=True)
@@ -82,3 +82,14 @@ def build_model(spec: ModelSpec) -> SegmentationModel:
     except KeyError:
         raise ModelError(f"unknown model {spec.name!r}; choose one of: {', '.join(list_models())}") from None
     return builder(spec)
+
+
+def build_text_encoder(spec: ModelSpec) -> TextEncoder:
+    """CLIP text encoder from a local checkpoint: spec.name is "clip" (folder in open_clip's hub
+    layout) or "clip:ARCH" (a weights file of open_clip architecture ARCH, e.g. clip:ViT-B-32)."""
+    if spec.name != "clip" and not spec.name.startswith("clip:"):
+        raise ModelError(f"unknown text encoder {spec.name!r}; use clip or clip:ARCH")
+    from models.clip.text import load_clip
+
+    arch = spec.name.partition(":")[2] or None
+    return load_clip(spec.checkpoint, arch, spec.device)
