@@ -126,16 +126,14 @@ def stream(
     asyncio.run(main())
 
 
-def _mount_optional_apps() -> None:
-    """Sub-commands owned by other packages (models, webrtc), mounted when present."""
-    try:
-        from models.cli import models_app
-    except ModuleNotFoundError:
-        return
+def _mount_sub_apps() -> None:
+    """Sub-commands owned by other packages."""
+    from models.cli import models_app
+
     app.add_typer(models_app, name="models", help="List, check and export model backends.")
 
 
-_mount_optional_apps()
+_mount_sub_apps()
 
 
 if __name__ == "__main__":
