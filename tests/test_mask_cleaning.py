@@ -6,6 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
+from bench.mask_cleaning import click_point, degrade_mask
+from clients.sources.synthetic import DepthDegradation, make_scene, render_frame
 from engine.masks import (
     MaskCleanConfig,
     boundary_f_score,
@@ -120,20 +122,28 @@ def test_fill_holes_keeps_a_hole_that_shows_the_background() -> None:
 
 def test_snap_to_depth_removes_bleed_and_restores_eroded_borders() -> None:
     block, depth = _block_depth()
+    config = MaskCleanConfig(snap_radius_px=3)
     for r in (1, 2, 3):
-        assert np.array_equal(snap_to_depth(_dilate(block, r), depth), block), f"dilated by {r}"
+        assert np.array_equal(snap_to_depth(_dilate(block, r), depth, config), block), f"dilated by {r}"
         # Growth is capped at 3 px (Euclidean) from the given border: all but the block's corners.
         eroded = _erode(block, r)
-        assert np.array_equal(snap_to_depth(eroded, depth), block & _dilate(eroded, 3)), f"eroded by {r}"
+        assert np.array_equal(snap_to_depth(eroded, depth, config), block & _dilate(eroded, 3)), (
+            f"eroded by {r}"
+        )
 
 
 def test_snap_to_depth_moves_the_border_at_most_snap_radius() -> None:
     block, depth = _block_depth()
     config = MaskCleanConfig(snap_radius_px=3)
     eroded = _erode(block, 6)
+    # 6 px inside, the silhouette is out of sight (further than snap_radius_px + 1): no growth.
+    assert np.array_equal(snap_to_depth(eroded, depth, config), eroded)
+    eroded = _erode(block, 3)
     assert np.array_equal(snap_to_depth(eroded, depth, config), block & _dilate(eroded, 3))
-    bled = _dilate(block, 6)  # only the outer 3 px of the 6 px bleed are within reach
-    assert np.array_equal(snap_to_depth(bled, depth, config), _erode(bled, 3) | block)
+    # A 6 px bleed reaches into the trusted core (3 px in): snapping cannot tell it from the object.
+    bled = _dilate(block, 6)
+    assert np.array_equal(snap_to_depth(bled, depth, config), bled)
+    assert np.array_equal(snap_to_depth(bled, depth, MaskCleanConfig(snap_radius_px=7)), block)
 
 
 def test_snap_to_depth_leaves_pixels_without_depth_and_removes_flying_pixels() -> None:
@@ -179,3 +189,67 @@ def test_clean_mask_fixes_islands_holes_and_borders_together() -> None:
     out = clean_mask(degraded, None, anchor_xy=(70, 60))
     assert np.array_equal(out, _dilate(block, 3))
     assert not clean_mask(np.zeros((H, W), bool), depth, (3, 3)).any()
+
+
+def test_no_depth_edge_in_reach_means_no_change() -> None:
+    # A mask on one continuous slanted surface: nothing says where the object ends.
+    block, _ = _block_depth()
+    yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
+    plane = 1.5 + 0.004 * yy + 0.001 * xx
+    assert np.array_equal(snap_to_depth(_erode(block, 2), plane), _erode(block, 2))
+    assert np.array_equal(snap_to_depth(_dilate(block, 2), plane), _dilate(block, 2))
+
+
+# -- on ray-cast scenes --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def scenes() -> list[tuple[np.ndarray, list[np.ndarray]]]:
+    """Two synthetic scenes with Kinect-like depth: (depth_m, true masks of objects >= 1000 px)."""
+    out = []
+    for seed in (3, 4):
+        scene = make_scene(seed)
+        frame = render_frame(scene, degradation=DepthDegradation(), seed=seed)
+        masks = [frame.visible_mask(i) for i in scene.object_ids if frame.visible_mask(i).sum() >= 1000]
+        out.append((frame.frame.depth_m, masks))
+    assert sum(len(m) for _, m in out) >= 6
+    return out
+
+
+def test_cleaning_sam_like_errors_on_synthetic_scenes_improves_boundary_f(scenes) -> None:
+    before, after, islands, holes, snapped = [], [], [], [], []
+    for depth, masks in scenes:
+        for k, truth in enumerate(masks):
+            anchor = click_point(truth)
+            rng = np.random.default_rng(k)
+            degraded = degrade_mask(truth, rng, frozenset({"boundary", "holes", "islands"}))
+            before.append(boundary_f_score(degraded, truth).f)
+            after.append(boundary_f_score(clean_mask(degraded, depth, anchor), truth).f)
+            only = degrade_mask(truth, rng, frozenset({"islands"}))
+            islands.append(
+                boundary_f_score(remove_islands(only, anchor), truth).f - boundary_f_score(only, truth).f
+            )
+            only = degrade_mask(truth, rng, frozenset({"holes"}))
+            holes.append(boundary_f_score(fill_holes(only, depth), truth).f - boundary_f_score(only, truth).f)
+            only = degrade_mask(truth, rng, frozenset({"boundary"}))
+            snapped.append(
+                boundary_f_score(snap_to_depth(only, depth), truth).f - boundary_f_score(only, truth).f
+            )
+    assert np.mean(after) > np.mean(before) + 0.1, (np.mean(before), np.mean(after))
+    assert sum(a > b for a, b in zip(after, before, strict=True)) >= 0.8 * len(before)
+    assert np.mean(islands) > 0.05 and min(islands) >= 0.0
+    assert np.mean(holes) > 0.05 and min(holes) >= 0.0
+    assert np.mean(snapped) > 0.02
+
+
+def test_cleaning_a_true_mask_changes_little(scenes) -> None:
+    # What cleaning costs when there is nothing to fix: growth at contact lines and removal of
+    # flying pixels move a correct border by a pixel or two in places.
+    f, iou = [], []
+    for depth, masks in scenes:
+        for truth in masks:
+            out = clean_mask(truth, depth, click_point(truth))
+            f.append(boundary_f_score(out, truth).f)
+            iou.append(mask_iou(out, truth))
+    assert min(f) > 0.9 and np.mean(f) > 0.96
+    assert min(iou) > 0.93 and np.mean(iou) > 0.96
