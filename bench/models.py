@@ -103,7 +103,9 @@ def bench_sam(name: str, sam, ckpt: Path, iters: int, enc_iters: int) -> dict:
     for key, p in _prompts().items():
         res = _interleaved(
             {
-                "reference": lambda p=p: ref.predict(p.point_coords, p.point_labels, multimask_output=p.multimask),
+                "reference": lambda p=p: ref.predict(
+                    p.point_coords, p.point_labels, multimask_output=p.multimask
+                ),
                 "ours": lambda p=p: model.decoder.predict(emb, p),
             },
             iters,
@@ -138,7 +140,9 @@ def bench_sam2(name: str, net, ckpt: Path, iters: int, enc_iters: int) -> dict:
 
     out = {"encoder_torch": enc["stats"]}
     for key, p in _prompts().items():
-        res = _interleaved({"reference": lambda p=p: reference(p), "ours": lambda p=p: model.decoder.predict(emb, p)}, iters)
+        res = _interleaved(
+            {"reference": lambda p=p: reference(p), "ours": lambda p=p: model.decoder.predict(emb, p)}, iters
+        )
         res["ratio_p50"] = res["reference"]["p50_ms"] / res["ours"]["p50_ms"]
         out[f"decoder_{key}"] = res
     return out
@@ -159,7 +163,12 @@ def _plot(results: dict, path: Path) -> None:
         ax.bar(x - 0.2, ref, 0.4, label="reference torch predict")
         ax.bar(x + 0.2, ours, 0.4, label="ours (ONNX Runtime)")
         for i, n in enumerate(names):
-            ax.text(x[i], max(ref[i], ours[i]) * 1.02, f"{results['backends'][n][key]['ratio_p50']:.2f}x", ha="center")
+            ax.text(
+                x[i],
+                max(ref[i], ours[i]) * 1.02,
+                f"{results['backends'][n][key]['ratio_p50']:.2f}x",
+                ha="center",
+            )
         ax.set_xticks(x, names, rotation=15)
         ax.set_ylabel("p50 latency (ms)")
         ax.set_title(f"{key.replace('_', ' ')} -> {W}x{H} masks, {results['device']}")
@@ -206,7 +215,11 @@ def main() -> None:
                         vision_config={
                             "backbone_config": TimmWrapperConfig(
                                 architecture="repvit_m1",
-                                model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
+                                model_args={
+                                    "in_chans": 3,
+                                    "features_only": True,
+                                    "out_indices": [0, 1, 2, 3],
+                                },
                             ).to_dict()
                         }
                     )
@@ -227,11 +240,12 @@ def main() -> None:
             t = time.perf_counter()
             results["backends"][name] = fn(name, net, ckpt, args.iters, args.encoder_iters)
             r = results["backends"][name]
+            one, eight = r["decoder_1_point"], r["decoder_8_points"]
             print(
-                f"{name:20s} encoder p50 {r['encoder_torch']['p50_ms']:8.1f} ms | 1 pt: ref "
-                f"{r['decoder_1_point']['reference']['p50_ms']:6.1f} ours {r['decoder_1_point']['ours']['p50_ms']:6.1f}"
-                f" ({r['decoder_1_point']['ratio_p50']:.2f}x) | 8 pts: ref {r['decoder_8_points']['reference']['p50_ms']:6.1f}"
-                f" ours {r['decoder_8_points']['ours']['p50_ms']:6.1f} ({r['decoder_8_points']['ratio_p50']:.2f}x)"
+                f"{name:20s} encoder p50 {r['encoder_torch']['p50_ms']:8.1f} ms"
+                f" | 1 pt: ref {one['reference']['p50_ms']:6.1f} ours {one['ours']['p50_ms']:6.1f}"
+                f" ({one['ratio_p50']:.2f}x) | 8 pts: ref {eight['reference']['p50_ms']:6.1f}"
+                f" ours {eight['ours']['p50_ms']:6.1f} ({eight['ratio_p50']:.2f}x)"
                 f" [{time.perf_counter() - t:.0f} s]",
                 flush=True,
             )

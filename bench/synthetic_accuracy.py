@@ -36,7 +36,7 @@ from clients.sources.synthetic import (
 )
 from engine.core import CameraIntrinsics
 from engine.lift import lift_mask
-from models.geometric import build_geometric
+from models.geometric import GeometricConfig, build_geometric
 from models.interfaces import ImageInput, PromptInput
 
 log = logging.getLogger("bench.synthetic_accuracy")
@@ -83,9 +83,14 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def evaluate(
-    n_scenes: int, min_px: int, seed0: int, degradation: DepthDegradation
+    n_scenes: int,
+    min_px: int,
+    seed0: int,
+    degradation: DepthDegradation,
+    config: GeometricConfig | None = None,
 ) -> tuple[list[ObjectResult], dict]:
-    model = build_geometric()
+    """Prompt every visible object of n_scenes scenes once; returns per-object results and timings."""
+    model = build_geometric(config)
     intrinsics = default_intrinsics()
     results: list[ObjectResult] = []
     encode_ms, predict_ms, lift_ms = [], [], []

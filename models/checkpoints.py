@@ -136,11 +136,14 @@ def check_file(path: Path | str | None, model: str, known: KnownCheckpoint | Non
     """
     known = known if known is not None else known_checkpoint(model)
     if path is None:
-        raise CheckpointError(f"model {model!r} needs a checkpoint: {_where(model)} and pass --checkpoint PATH")
+        raise CheckpointError(
+            f"model {model!r} needs a checkpoint: {_where(model)} and pass --checkpoint PATH"
+        )
     path = Path(path).expanduser()
     if not path.exists():
         raise CheckpointError(
-            f"checkpoint {path} not found: model {model!r} expects {_where(model).removeprefix('download ')}; "
+            f"checkpoint {path} not found: model {model!r} expects "
+            f"{_where(model).removeprefix('download ')}; "
             "download it and pass --checkpoint PATH"
         )
     data_file = path
@@ -234,7 +237,8 @@ def match_state_dict(
         )
     hint = f"; {hint}" if hint else ""
     raise CheckpointError(
-        f"checkpoint {ckpt.path} does not fit model {ckpt.model!r}: {', '.join(parts)}{hint}; {_where(ckpt.model)}"
+        f"checkpoint {ckpt.path} does not fit model {ckpt.model!r}: {', '.join(parts)}{hint}; "
+        f"{_where(ckpt.model)}"
     )
 
 

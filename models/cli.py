@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -15,7 +16,9 @@ from models.checkpoints import KNOWN_CHECKPOINTS, check_file, guess_model, load_
 from models.interfaces import ModelError
 from models.registry import list_models
 
-models_app = typer.Typer(help="Model backends: list, check checkpoints, export ONNX graphs.", no_args_is_help=True)
+models_app = typer.Typer(
+    help="Model backends: list, check checkpoints, export ONNX graphs.", no_args_is_help=True
+)
 
 
 @models_app.command("list")
@@ -25,7 +28,9 @@ def list_cmd() -> None:
         known = KNOWN_CHECKPOINTS.get(name)
         where = f"{known.filename}  <- {known.url}" if known else "no weights needed"
         typer.echo(f"{name:24s} {where}")
-    typer.echo(f"{'clip / clip:ARCH':24s} open_clip folder (open_clip_config.json + weights) or weights file + ARCH")
+    typer.echo(
+        f"{'clip / clip:ARCH':24s} open_clip folder (open_clip_config.json + weights) or weights file + ARCH"
+    )
 
 
 def _identify(path: Path) -> str:
@@ -47,14 +52,16 @@ def _identify(path: Path) -> str:
     state = load_torch_state_dict(check_file(path, "unknown"))
     guess = guess_model(state)
     if guess is None or guess not in KNOWN_CHECKPOINTS:
-        raise ModelError(f"{path}: cannot tell which model this is ({guess or 'no known signature'}); pass --model")
+        raise ModelError(
+            f"{path}: cannot tell which model this is ({guess or 'no known signature'}); pass --model"
+        )
     return guess
 
 
 @models_app.command("check")
 def check_cmd(
-    path: Path = typer.Argument(..., help="checkpoint file (.pth/.pt) or transformers-format folder"),
-    model: str = typer.Option("", help="registry name; guessed from the file when omitted"),
+    path: Annotated[Path, typer.Argument(help="checkpoint file (.pth/.pt) or transformers-format folder")],
+    model: Annotated[str, typer.Option(help="registry name; guessed from the file when omitted")] = "",
 ) -> None:
     """Load a checkpoint fully (digest, format, keys and shapes) and say what it is."""
     from models.registry import ModelSpec, build_model
@@ -67,15 +74,21 @@ def check_cmd(
         typer.echo(f"error: {err}", err=True)
         raise typer.Exit(1) from err
     typer.echo(f"ok: {path} is a {built.name} checkpoint ({ckpt.size_bytes} bytes, sha256 {ckpt.sha256})")
-    typer.echo("digest: matches the official file" if ckpt.verified else "digest: not in our table (unverified)")
+    typer.echo(
+        "digest: matches the official file" if ckpt.verified else "digest: not in our table (unverified)"
+    )
 
 
 @models_app.command("export")
 def export_cmd(
-    name: str = typer.Argument(..., help="registry name, e.g. mobile_sam"),
-    checkpoint: Path = typer.Option(..., "--checkpoint", help="the official checkpoint file or folder"),
-    out: Path | None = typer.Option(None, help="folder for the .onnx files (default: the export cache)"),
-    encoder: bool = typer.Option(False, help="also export the image encoder (SAM ViT-B/L, MobileSAM)"),
+    name: Annotated[str, typer.Argument(help="registry name, e.g. mobile_sam")],
+    checkpoint: Annotated[Path, typer.Option("--checkpoint", help="the official checkpoint file or folder")],
+    out: Annotated[
+        Path | None, typer.Option(help="folder for the .onnx files (default: export cache)")
+    ] = None,
+    encoder: Annotated[
+        bool, typer.Option(help="also export the image encoder (SAM ViT-B/L, MobileSAM)")
+    ] = False,
 ) -> None:
     """Export the decoder graphs (and optionally the image encoder) of a checkpoint to ONNX."""
     try:
@@ -93,7 +106,9 @@ def export_cmd(
             paths = export_decoder(net, name, ckpt.sha256, out)
             if encoder:
                 if name == "sam_vit_h":
-                    raise ModelError("ViT-H's encoder exceeds the 2 GB single-file ONNX limit; it stays on torch")
+                    raise ModelError(
+                        "ViT-H's encoder exceeds the 2 GB single-file ONNX limit; it stays on torch"
+                    )
                 paths["encoder"] = export_encoder(net, name, ckpt.sha256, out)
         elif name.startswith("sam2.1_") or name == "edgetam":
             from models.sam2.backend import export_decoder as export_sam2_decoder

@@ -31,7 +31,9 @@ def test_missing_file_names_file_model_and_source(tmp_path):
 
 
 def test_no_checkpoint_given_says_where_to_get_one():
-    with pytest.raises(CheckpointError, match=r"sam_vit_b_01ec64\.pth.*dl\.fbaipublicfiles\.com.*--checkpoint"):
+    with pytest.raises(
+        CheckpointError, match=r"sam_vit_b_01ec64\.pth.*dl\.fbaipublicfiles\.com.*--checkpoint"
+    ):
         build_model(ModelSpec("sam_vit_b", None))
 
 
@@ -90,9 +92,13 @@ def test_shape_mismatch_is_reported(mobile_file, tmp_path):
 
 def test_known_digest_is_enforced(mobile_file):
     digest = hashlib.sha256(mobile_file.read_bytes()).hexdigest()
-    good = KnownCheckpoint("mobile_sam", "mobile_sam.pt", "https://example.invalid/mobile_sam.pt", sha256=digest)
+    good = KnownCheckpoint(
+        "mobile_sam", "mobile_sam.pt", "https://example.invalid/mobile_sam.pt", sha256=digest
+    )
     assert check_file(mobile_file, "mobile_sam", good).verified
-    bad = KnownCheckpoint("mobile_sam", "mobile_sam.pt", "https://example.invalid/mobile_sam.pt", sha256="0" * 64)
+    bad = KnownCheckpoint(
+        "mobile_sam", "mobile_sam.pt", "https://example.invalid/mobile_sam.pt", sha256="0" * 64
+    )
     with pytest.raises(CheckpointError, match="SHA-256"):
         check_file(mobile_file, "mobile_sam", bad)
     sized = KnownCheckpoint("mobile_sam", "mobile_sam.pt", "u", size_bytes=123)
@@ -110,7 +116,9 @@ def test_unknown_digest_loads_with_a_warning(mobile_file, caplog):
 
 def test_transformers_folder_without_weights(tmp_path):
     (tmp_path / "config.json").write_text("{}")
-    with pytest.raises(CheckpointError, match=r"config\.json \+ model\.safetensors.*huggingface\.co/facebook/sam2\.1"):
+    with pytest.raises(
+        CheckpointError, match=r"config\.json \+ model\.safetensors.*huggingface\.co/facebook/sam2\.1"
+    ):
         check_file(tmp_path, "sam2.1_hiera_tiny")
 
 

@@ -42,7 +42,9 @@ def test_check_fails_clearly_on_a_truncated_file(mobile_file, tmp_path):
 
 
 def test_export_writes_loadable_graphs(mobile_file, tmp_path):
-    result = runner.invoke(models_app, ["export", "mobile_sam", "--checkpoint", str(mobile_file), "--out", str(tmp_path)])
+    result = runner.invoke(
+        models_app, ["export", "mobile_sam", "--checkpoint", str(mobile_file), "--out", str(tmp_path)]
+    )
     assert result.exit_code == 0, result.output
     files = sorted(tmp_path.glob("*.onnx"))
     assert len(files) == 3

@@ -41,7 +41,9 @@ def test_text_parity_batching_and_cache(clip_folder):
     assert np.allclose(np.linalg.norm(out, axis=1), 1.0, atol=1e-5)
     tok = open_clip.get_tokenizer("ViT-B-32")
     with torch.no_grad():
-        want = torch.nn.functional.normalize(ref.encode_text(tok(["the red mug", "a chair", "laptop on the desk"])), dim=-1)
+        want = torch.nn.functional.normalize(
+            ref.encode_text(tok(["the red mug", "a chair", "laptop on the desk"])), dim=-1
+        )
     assert np.abs(out[[0, 1, 3]] - want.numpy()).max() <= 1e-5
     assert np.array_equal(out[0], out[2])  # same phrase after case/space folding
     info = enc.cache_info()

@@ -71,8 +71,15 @@ def test_state_dict_layout_is_the_official_one(mobile):
     for key, shape in expected.items():
         assert tuple(state[key].shape) == shape, key
     assert not any("attention_bias_idxs" in k for k in state)  # a non-persistent buffer upstream too
-    encoder_params = sum(v.numel() for k, v in state.items() if k.startswith("image_encoder.") and "running" not in k
-                         and "num_batches" not in k and ".head." not in k and "norm_head" not in k)
+    encoder_params = sum(
+        v.numel()
+        for k, v in state.items()
+        if k.startswith("image_encoder.")
+        and "running" not in k
+        and "num_batches" not in k
+        and ".head." not in k
+        and "norm_head" not in k
+    )
     assert 5.6e6 < encoder_params < 5.9e6  # the paper's "5.78M" TinyViT encoder
 
 

@@ -88,7 +88,9 @@ def test_mask_prompt_parity(encoded, built):
         np.array([[40.0, 30.0], [90.0, 70.0]], np.float32), np.array([1, 0]), mask=best, multimask=False
     )
     ours = built.decoder.predict(emb, prompt)
-    masks, scores, low = ref.predict(prompt.point_coords, prompt.point_labels, mask_input=best[None], multimask_output=False)
+    masks, scores, low = ref.predict(
+        prompt.point_coords, prompt.point_labels, mask_input=best[None], multimask_output=False
+    )
     assert_parity(ours, masks, scores, low, "mask prompt")
 
 

@@ -52,7 +52,8 @@ def edgetam(tmp_path_factory):
     # EdgeTAM's published config: a RepViT-M1 trunk through timm. (transformers 5.24's default
     # EdgeTamConfig misspells the trunk's "architecture" key and silently falls back to resnet50.)
     trunk = TimmWrapperConfig(
-        architecture="repvit_m1", model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]}
+        architecture="repvit_m1",
+        model_args={"in_chans": 3, "features_only": True, "out_indices": [0, 1, 2, 3]},
     )
     net = EdgeTamModel(EdgeTamConfig(vision_config={"backbone_config": trunk.to_dict()})).eval()
     return net, _save(net, tmp_path_factory.mktemp("ckpt") / "EdgeTAM")
@@ -98,16 +99,29 @@ def _check_backend(name, net, folder, check_encoder: bool):
     # A previous answer fed back as a mask prompt.
     first = model.decoder.predict(emb, parity_prompts(H, W)[0])
     refine = parity_prompts(H, W)[2]
-    refine = type(refine)(refine.point_coords, refine.point_labels, mask=first.low_res_logits[0], multimask=False)
+    refine = type(refine)(
+        refine.point_coords, refine.point_labels, mask=first.low_res_logits[0], multimask=False
+    )
     pred = model.decoder.predict(emb, refine)
     proc = Sam2Processor(image_processor=Sam2ImageProcessor())
-    inputs = proc(images=rgb, input_points=[[refine.point_coords.tolist()]],
-                  input_labels=[[refine.point_labels.tolist()]], return_tensors="pt")
+    inputs = proc(
+        images=rgb,
+        input_points=[[refine.point_coords.tolist()]],
+        input_labels=[[refine.point_labels.tolist()]],
+        return_tensors="pt",
+    )
     with torch.no_grad():
-        out = net(image_embeddings=features, input_points=inputs["input_points"], input_labels=inputs["input_labels"],
-                  input_masks=torch.from_numpy(first.low_res_logits[0])[None, None], multimask_output=False)
+        out = net(
+            image_embeddings=features,
+            input_points=inputs["input_points"],
+            input_labels=inputs["input_labels"],
+            input_masks=torch.from_numpy(first.low_res_logits[0])[None, None],
+            multimask_output=False,
+        )
     masks = proc.post_process_masks(out.pred_masks, inputs["original_sizes"])[0][0].numpy()
-    assert_parity(pred, masks, out.iou_scores[0, 0].numpy(), out.pred_masks[0, 0].numpy(), f"{name} mask prompt")
+    assert_parity(
+        pred, masks, out.iou_scores[0, 0].numpy(), out.pred_masks[0, 0].numpy(), f"{name} mask prompt"
+    )
 
 
 def test_sam2_tiny_parity(cache, sam2_tiny):
@@ -121,7 +135,9 @@ def test_edgetam_parity(cache, edgetam):
 def test_original_pt_file_is_refused_with_the_folder_to_get(tmp_path):
     path = tmp_path / "sam2.1_hiera_tiny.pt"
     torch.save({"model": {"image_encoder.trunk.patch_embed.proj.weight": torch.zeros(1)}}, path)
-    with pytest.raises(CheckpointError, match=r"single file.*transformers-format folder.*facebook/sam2\.1-hiera-tiny"):
+    with pytest.raises(
+        CheckpointError, match=r"single file.*transformers-format folder.*facebook/sam2\.1-hiera-tiny"
+    ):
         build_model(ModelSpec("sam2.1_hiera_tiny", path))
 
 

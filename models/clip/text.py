@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,8 +109,25 @@ class ClipEncoder:
         x = self.preprocess(Image.fromarray(rgb)).unsqueeze(0).to(next(self.model.parameters()).device)
         return torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1)[0].cpu().numpy()
 
+    @torch.inference_mode()
+    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """N (H_i, W_i, 3) uint8 RGB images (e.g. masked crops) -> (N, D) float32 unit embeddings.
 
-def load_clip(checkpoint: Path | str | None, arch: str | None = None, device: str = "cpu", cache_size: int = 1024):
+        One forward pass for all (the ranking of a voice prompt's candidate masks); each image
+        goes through the same preprocessing as `encode_image`, so row i equals encode_image(images[i]).
+        """
+        from PIL import Image
+
+        if not images:
+            return np.zeros((0, self.dim), np.float32)
+        x = torch.stack([self.preprocess(Image.fromarray(rgb)) for rgb in images])
+        x = x.to(next(self.model.parameters()).device)
+        return torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1).cpu().numpy()
+
+
+def load_clip(
+    checkpoint: Path | str | None, arch: str | None = None, device: str = "cpu", cache_size: int = 1024
+):
     """Load a CLIP model from a local folder (open_clip hub layout) or a weights file + architecture.
 
     Raises:
@@ -137,11 +155,15 @@ def load_clip(checkpoint: Path | str | None, arch: str | None = None, device: st
         name, pretrained = f"local-dir:{path}", None
     else:
         if arch_name not in open_clip.list_models():
-            raise ModelError(f"unknown CLIP architecture {arch_name!r}; open_clip knows e.g. ViT-B-32, ViT-L-14")
+            raise ModelError(
+                f"unknown CLIP architecture {arch_name!r}; open_clip knows e.g. ViT-B-32, ViT-L-14"
+            )
         ckpt = check_file(path, model_id)
         name, pretrained = arch_name, str(path)
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained, device=device)
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=device
+        )
     except (RuntimeError, ValueError, OSError, EOFError, KeyError, AssertionError) as err:
         # open_clip reports a foreign architecture as a strict-load RuntimeError or, when the
         # positional embeddings differ, as an AssertionError from its resize helper.

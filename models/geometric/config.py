@@ -45,10 +45,19 @@ class GeometricConfig:
             image) that counts as a "strong" colour edge for the part level.
         colour_levels: steps for the colour-only fallback (part, object, region), decreasing
             sensitivity from fine to coarse.
+    Object graph (graph.py):
+        cell_px: parts are cut into patches by a grid of this many working-resolution pixels.
+        min_patch_px: patches with fewer core pixels have no trustworthy normal.
+        merge_concave_deg: adjacent patches meeting concavely still join when their normals are
+            within this angle (noise, not a contact).
+        merge_chroma: nearly parallel patches join only if their chromaticities (r, g, b over
+            r + g + b of the summed colour) differ by less than this (L1).
     Label maps:
         min_region_px: components smaller than this are dissolved into their neighbours.
         reassign_max_px: edge pixels up to this far (working-resolution pixels) from a region
             are given to the nearest region (masks are not eroded by the edge width).
+        band_radius_px: with depth, a band pixel then joins the region whose local tangent plane
+            (of its first core pixel within this many pixels along an axis) it lies closest to.
         hole_max_frac: enclosed sensor holes up to this fraction of the image join the
             surrounding region.
     Decoder:
@@ -67,11 +76,16 @@ class GeometricConfig:
     convex_deg: float = 40.0
     concave_deg: float = 35.0
     crease_min_px: int = 24
-    crease_sure_deg: float = 60.0
+    crease_sure_deg: float = 179.0
     colour_step: int = 28
     colour_levels: tuple[int, int, int] = (14, 24, 40)
     min_region_px: int = 30
+    cell_px: int = 12
+    min_patch_px: int = 6
+    merge_concave_deg: float = 15.0
+    merge_chroma: float = 0.06
     reassign_max_px: float = 8.0
+    band_radius_px: int = 6
     hole_max_frac: float = 0.02
     snap_radius_px: int = 8
     box_fill: float = 0.5

@@ -30,6 +30,12 @@ class GeometricFeatures:
         concave: bool, concave normal crease (where an object meets the floor, a wall meets a wall).
         colour_step: uint8, colour step strength in 8-bit units (0 = flat colour).
         has_depth: False when the frame had no usable depth (colour-only fallback).
+        points: (H, W, 3) float32 camera-frame points (zeros where invalid), None without depth.
+        normals: (H, W, 3) float32 unit normals facing the camera (zeros where undefined),
+            None without depth.
+        jump_x: (H, W-1) bool depth jump between (v, u) and (v, u+1); None without depth.
+        jump_y: (H-1, W) bool depth jump between (v, u) and (v+1, u); None without depth.
+        rgb: (H, W, 3) uint8 the colour image the features were computed from.
     """
 
     depth: np.ndarray
@@ -39,6 +45,11 @@ class GeometricFeatures:
     concave: np.ndarray
     colour_step: np.ndarray
     has_depth: bool
+    points: np.ndarray | None = None
+    normals: np.ndarray | None = None
+    jump_x: np.ndarray | None = None
+    jump_y: np.ndarray | None = None
+    rgb: np.ndarray | None = None
 
 
 def colour_steps(rgb: np.ndarray) -> np.ndarray:
@@ -108,7 +119,7 @@ def normal_creases(
     jump_y: np.ndarray,
     camera_matrix: np.ndarray,
     cfg: GeometricConfig,
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Convex and concave creases from edge-aware smoothed normals.
 
     Tangents are forward differences of the back-projected points, box-filtered over a k x k
@@ -133,7 +144,8 @@ def normal_creases(
         depth: (h, w) float32 metres, 0 = invalid. valid: (h, w) bool.
         jump_x: (h, w-1) bool, jump_y: (h-1, w) bool depth discontinuities between neighbours.
         camera_matrix: (3, 3) K at this resolution.
-    Returns (convex, concave), both (h, w) bool.
+    Returns (convex, concave) (h, w) bool, normals (h, w, 3) float32 (zero where undefined) and
+    points (h, w, 3) float32 camera-frame coordinates.
     """
     h, w = depth.shape
     fx, fy, cx, cy = camera_matrix[0, 0], camera_matrix[1, 1], camera_matrix[0, 2], camera_matrix[1, 2]
@@ -221,7 +233,10 @@ def normal_creases(
     keep_lab = stats[:, cv2.CC_STAT_AREA] >= cfg.crease_min_px
     keep_lab[0] = False
     long_enough = keep_lab[labels]
-    return convex.view(bool) & long_enough, concave.view(bool) & long_enough
+    points = cv2.merge([px, py, depth])
+    normals = cv2.merge([nx, ny, nz])
+    normals[~good] = 0.0
+    return convex.view(bool) & long_enough, concave.view(bool) & long_enough, normals, points
 
 
 def _ridge(values: np.ndarray, axis: int) -> np.ndarray:
@@ -275,14 +290,18 @@ def compute_features(
     if depth_m is None or not np.any(depth_m > 0):
         zeros = np.zeros((h, w), bool)
         depth = np.zeros((h, w), np.float32)
-        return GeometricFeatures(depth, zeros, zeros, zeros, zeros, steps, has_depth=False)
+        return GeometricFeatures(depth, zeros, zeros, zeros, zeros, steps, False, rgb=rgb)
     depth = np.ascontiguousarray(depth_m, dtype=np.float32)
     valid = depth > 0
     if camera_matrix is None:
         camera_matrix = default_camera_matrix(w, h, cfg)
     edge, jump_x, jump_y = depth_jumps(depth, valid, cfg)
-    convex, concave = normal_creases(depth, valid, jump_x, jump_y, np.asarray(camera_matrix, np.float64), cfg)
-    return GeometricFeatures(depth, valid, edge, convex, concave, steps, has_depth=True)
+    convex, concave, normals, points = normal_creases(
+        depth, valid, jump_x, jump_y, np.asarray(camera_matrix, np.float64), cfg
+    )
+    return GeometricFeatures(
+        depth, valid, edge, convex, concave, steps, True, points, normals, jump_x, jump_y, rgb
+    )
 
 
 def default_camera_matrix(width: int, height: int, cfg: GeometricConfig) -> np.ndarray:

@@ -21,8 +21,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from models.geometric.bands import snap_to_planes
 from models.geometric.config import GeometricConfig
 from models.geometric.features import GeometricFeatures
+from models.geometric.graph import objects_and_regions
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,9 +188,12 @@ def _hole_fill(
 
 
 def _grow(
-    core: np.ndarray, valid: np.ndarray, min_px: int, max_dist: float
+    core: np.ndarray, valid: np.ndarray, min_px: int, cfg: GeometricConfig, f: GeometricFeatures
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """Components of `core`, tiny ones dissolved, grown over every valid pixel.
+
+    Band pixels first go to the nearest component, then (with depth) to the component whose
+    local tangent plane they lie on (bands.py).
 
     Returns (count incl. 0, (h, w) int32 labels, (h, w) bool seed pixels: the core pixels of
     the components that were kept, whose label was not re-assigned).
@@ -200,7 +205,10 @@ def _grow(
     if small.any():
         labels[small[labels]] = 0
     seeds = labels > 0
-    labels = reassign(labels, valid & ~seeds, max_dist)
+    labels = reassign(labels, valid & ~seeds, cfg.reassign_max_px)
+    if f.has_depth:
+        band = valid & ~seeds & (labels > 0)
+        labels = snap_to_planes(labels, seeds, band, f.points, f.normals, cfg.band_radius_px)
     leftover = valid & (labels == 0)
     if leftover.any():
         n_left, extra = _components(leftover)
@@ -242,9 +250,9 @@ def build_work_labels(
 ) -> WorkLabels:
     """Label maps at the features' resolution.
 
-    Objects are grown first from their own core (so a small object shattered into tiny parts
-    by creases and texture keeps its object label); regions are unions of objects; parts are
-    grown from theirs and then split where they cross an object boundary.
+    Parts are components of the part core grown over every valid pixel; with depth, objects
+    and regions are components of the patch graph over them (graph.py); without depth, of the
+    coarser colour cores. Parts are then split where they cross an object boundary.
 
     Args:
         f: edge evidence (features.compute_features) at the working resolution.
@@ -255,9 +263,14 @@ def build_work_labels(
     part_core, object_core, region_core = _cores(f, cfg)
     valid = f.valid if f.has_depth else np.ones(part_core.shape, bool)
 
-    n_obj, object_map, object_seeds = _grow(object_core, valid, min_px, cfg.reassign_max_px)
-    _, region_lut = _coarser_lut(object_map, n_obj, region_core, object_seeds)
-    n_part, part, part_seeds = _grow(part_core, valid, min_px, cfg.reassign_max_px)
+    n_part, part, part_seeds = _grow(part_core, valid, min_px, cfg, f)
+    if f.has_depth:
+        piece_core = object_core & (f.colour_step < cfg.colour_step)
+        n_pieces, pieces, piece_seeds = _grow(piece_core, valid, min_px, cfg, f)
+        object_map, region_lut = objects_and_regions(pieces, n_pieces, piece_seeds, f, cfg)
+    else:
+        n_obj, object_map, object_seeds = _grow(object_core, valid, min_px, cfg, f)
+        _, region_lut = _coarser_lut(object_map, n_obj, region_core, object_seeds)
     n_part, part, object_lut = _parts_within(part, n_part, part_seeds, object_map, valid)
 
     holes = part == 0

@@ -18,8 +18,9 @@ from models.sam.backend import load_sam, sam_segmentation_model
 MODEL_NAME = "mobile_sam"
 
 
-def build_mobile_sam_architecture(config: TinyViTConfig = TinyViTConfig()) -> Sam:
+def build_mobile_sam_architecture(config: TinyViTConfig | None = None) -> Sam:
     """The randomly initialised MobileSAM (`vit_t` in the MobileSAM repository), eval mode."""
+    config = config or TinyViTConfig()
     embed = 256
     side = config.img_size // 16
     sam = Sam(

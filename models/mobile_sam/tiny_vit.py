@@ -48,7 +48,9 @@ class TinyViTConfig:
 class ConvBN(nn.Sequential):
     """Conv (no bias) + BatchNorm; keys `c.*`, `bn.*`."""
 
-    def __init__(self, cin: int, cout: int, ks: int = 1, stride: int = 1, pad: int = 0, groups: int = 1) -> None:
+    def __init__(
+        self, cin: int, cout: int, ks: int = 1, stride: int = 1, pad: int = 0, groups: int = 1
+    ) -> None:
         super().__init__()
         self.add_module("c", nn.Conv2d(cin, cout, ks, stride, pad, groups=groups, bias=False))
         self.add_module("bn", nn.BatchNorm2d(cout))
@@ -126,7 +128,9 @@ class WindowAttention(nn.Module):
                 idxs.append(offsets.setdefault(off, len(offsets)))
         self.attention_biases = nn.Parameter(torch.zeros(num_heads, len(offsets)))
         self.register_buffer(
-            "attention_bias_idxs", torch.tensor(idxs, dtype=torch.long).view(len(points), len(points)), persistent=False
+            "attention_bias_idxs",
+            torch.tensor(idxs, dtype=torch.long).view(len(points), len(points)),
+            persistent=False,
         )
 
     def forward(self, x: Tensor) -> Tensor:
@@ -153,7 +157,9 @@ class Mlp(nn.Module):
 class TinyViTBlock(nn.Module):
     """Window attention, a depthwise 3x3 conv, an MLP; (B, R*R, C) -> same."""
 
-    def __init__(self, dim: int, resolution: int, num_heads: int, window: int, mlp_ratio: float, conv: int) -> None:
+    def __init__(
+        self, dim: int, resolution: int, num_heads: int, window: int, mlp_ratio: float, conv: int
+    ) -> None:
         super().__init__()
         self.resolution = resolution
         self.window = window
@@ -224,7 +230,9 @@ class TinyViT(nn.Module):
                 blocks: list[nn.Module] = [MBConv(dim, cfg.mbconv_expand_ratio) for _ in range(cfg.depths[i])]
             else:
                 blocks = [
-                    TinyViTBlock(dim, res, cfg.num_heads[i], cfg.window_sizes[i], cfg.mlp_ratio, cfg.local_conv_size)
+                    TinyViTBlock(
+                        dim, res, cfg.num_heads[i], cfg.window_sizes[i], cfg.mlp_ratio, cfg.local_conv_size
+                    )
                     for _ in range(cfg.depths[i])
                 ]
             self.layers.append(Stage(blocks, down))

@@ -144,7 +144,9 @@ class OnnxSamImageEncoder:
         return ImageEmbedding(self.name, image.size, SamFeatures(features, input_size))
 
 
-def mask_to_low_res(mask: np.ndarray, input_size: tuple[int, int], side: int = 256, pad: int = 1024) -> np.ndarray:
+def mask_to_low_res(
+    mask: np.ndarray, input_size: tuple[int, int], side: int = 256, pad: int = 1024
+) -> np.ndarray:
     """A rough (H, W) bool mask in original pixels -> (1, 1, side, side) float32 logits in SAM's frame.
 
     The mask is resized to the model's input frame, padded like the image, and reduced to the
@@ -229,7 +231,9 @@ class SamOnnxDecoder:
             }
         )
         names = MULTIMASK_NAMES if prompt.multimask and len(iou) == len(MULTIMASK_NAMES) else ()
-        return MaskPrediction(masks=masks, scores=iou.astype(np.float32), granularity=names, low_res_logits=low_res)
+        return MaskPrediction(
+            masks=masks, scores=iou.astype(np.float32), granularity=names, low_res_logits=low_res
+        )
 
 
 def _example_decoder_inputs(n: int = 2) -> tuple[torch.Tensor, ...]:
@@ -281,7 +285,9 @@ def export_encoder(sam: Sam, model: str, sha256: str, cache_dir: Path | None = N
     single-file graph and are kept on torch.
     """
     size = sam.image_encoder.img_size
-    return cached_export(_EncoderGraph(sam), (torch.zeros(1, 3, size, size),), ENCODER_SPEC, model, sha256, cache_dir)
+    return cached_export(
+        _EncoderGraph(sam), (torch.zeros(1, 3, size, size),), ENCODER_SPEC, model, sha256, cache_dir
+    )
 
 
 def decoder_sessions(
@@ -310,8 +316,12 @@ def sam_segmentation_model(
 ) -> SegmentationModel:
     """Compose a loaded SAM-family model into the engine's encoder + decoder pair."""
     sam = sam.to(device)
-    sessions = decoder_sessions(sam, model, ckpt.sha256, SessionConfig(device=runtime_device(device)), cache_dir)
-    return SegmentationModel(name=model, encoder=SamImageEncoder(model, sam), decoder=SamOnnxDecoder(model, sessions))
+    sessions = decoder_sessions(
+        sam, model, ckpt.sha256, SessionConfig(device=runtime_device(device)), cache_dir
+    )
+    return SegmentationModel(
+        name=model, encoder=SamImageEncoder(model, sam), decoder=SamOnnxDecoder(model, sessions)
+    )
 
 
 def build_sam_backend(model: str, checkpoint: Path | None, device: str = "cpu") -> SegmentationModel:

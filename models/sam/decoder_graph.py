@@ -42,7 +42,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-
 import torch
 from segment_anything.modeling import Sam
 from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
@@ -104,9 +103,13 @@ def _block(layer: TwoWayAttentionBlock, queries: Tensor, keys: Tensor, query_pe:
         queries = queries + _self_attention(layer.self_attn, q, q, queries)
     queries = layer.norm1(queries)
     k = keys + key_pe
-    queries = layer.norm2(queries + _tokens_to_image(layer.cross_attn_token_to_image, queries + query_pe, k, keys))
+    queries = layer.norm2(
+        queries + _tokens_to_image(layer.cross_attn_token_to_image, queries + query_pe, k, keys)
+    )
     queries = layer.norm3(queries + layer.mlp(queries))
-    keys = layer.norm4(keys + _image_to_tokens(layer.cross_attn_image_to_token, k, queries + query_pe, queries))
+    keys = layer.norm4(
+        keys + _image_to_tokens(layer.cross_attn_image_to_token, k, queries + query_pe, queries)
+    )
     return queries, keys
 
 
@@ -176,7 +179,8 @@ class SamDecoderGraph(nn.Module):
             queries, keys = _block(layer, queries, keys, tokens, self.key_pe)
         tr = dec.transformer
         queries = tr.norm_final_attn(
-            queries + _tokens_to_image(tr.final_attn_token_to_image, queries + tokens, keys + self.key_pe, keys)
+            queries
+            + _tokens_to_image(tr.final_attn_token_to_image, queries + tokens, keys + self.key_pe, keys)
         )
         iou = dec.iou_prediction_head(queries[0:1])[0, self.first : self.first + self.count]
         mask_tokens = queries[1 + self.first : 1 + self.first + self.count]

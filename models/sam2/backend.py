@@ -147,7 +147,8 @@ def load_sam2(model: str, checkpoint: Path | str | None):
     known = known_checkpoint(model)
     if checkpoint is not None and Path(checkpoint).is_file():
         raise CheckpointError(
-            f"checkpoint {checkpoint} is a single file, but model {model!r} loads the transformers-format folder "
+            f"checkpoint {checkpoint} is a single file, but model {model!r} loads the "
+            "transformers-format folder "
             f"(config.json + model.safetensors): download {known.where() if known else 'it'}"
         )
     ckpt = check_file(checkpoint, model)
@@ -155,14 +156,17 @@ def load_sam2(model: str, checkpoint: Path | str | None):
     found = config.get("model_type")
     if found != variant.model_type:
         raise CheckpointError(
-            f"checkpoint {ckpt.path} is a {found!r} model, not {model!r} (model_type {variant.model_type!r}); "
+            f"checkpoint {ckpt.path} is a {found!r} model, not {model!r} "
+            f"(model_type {variant.model_type!r}); "
             f"download {known.where() if known else 'the right folder'}"
         )
     if variant.blocks_per_stage is not None:
         backbone = config.get("vision_config", {}).get("backbone_config", {})
         blocks = tuple(backbone.get("blocks_per_stage", ()))
         if blocks != variant.blocks_per_stage:
-            other = next((k for k, v in SAM2_VARIANTS.items() if v.blocks_per_stage == blocks), "another size")
+            other = next(
+                (k for k, v in SAM2_VARIANTS.items() if v.blocks_per_stage == blocks), "another size"
+            )
             raise CheckpointError(
                 f"checkpoint {ckpt.path} has Hiera stages {blocks}, which is {other}, not {model!r} "
                 f"{variant.blocks_per_stage}; download {known.where() if known else 'the right folder'}"
@@ -180,7 +184,8 @@ def load_sam2(model: str, checkpoint: Path | str | None):
     if bad:
         raise CheckpointError(
             f"checkpoint {ckpt.path} does not fit model {model!r}: missing {len(missing)}, "
-            f"mismatched {len(info.get('mismatched_keys', []))}, unexpected {len(info.get('unexpected_keys', []))} "
+            f"mismatched {len(info.get('mismatched_keys', []))}, "
+            f"unexpected {len(info.get('unexpected_keys', []))} "
             f"keys (e.g. {list(bad)[0]})"
         )
     return net.float().eval(), ckpt
@@ -206,14 +211,18 @@ class Sam2ImageEncoder:
     @torch.inference_mode()
     def encode(self, image: ImageInput) -> ImageEmbedding:
         if image.rgb.ndim != 3 or image.rgb.shape[2] != 3 or image.rgb.dtype != np.uint8:
-            raise ModelError(f"expected an (H, W, 3) uint8 RGB image, got {image.rgb.shape} {image.rgb.dtype}")
+            raise ModelError(
+                f"expected an (H, W, 3) uint8 RGB image, got {image.rgb.shape} {image.rgb.dtype}"
+            )
         pixels = self.processor(images=image.rgb, return_tensors="pt")["pixel_values"]
         feats = self.model.get_image_embeddings(pixels.to(self.model.device))
         s0, s1, embed = (f.float().cpu().numpy() for f in feats)
         return ImageEmbedding(self.name, image.size, Sam2Features(embed, s0, s1))
 
 
-def encode_prompt(prompt: PromptInput, original_size: tuple[int, int], input_size: int) -> tuple[np.ndarray, np.ndarray]:
+def encode_prompt(
+    prompt: PromptInput, original_size: tuple[int, int], input_size: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Points, then box corners (labels 2, 3), then one padding point: (1, N, 2) float32, (1, N) int64.
 
     Same tokens as `Sam2PromptEncoder` (points pad only without a box; a box always carries a pad),
@@ -264,7 +273,9 @@ class Sam2OnnxDecoder:
         if prompt.mask is not None:
             low = prompt.mask.astype(np.float32)
             if low.shape[-2:] != (s.low_res_side, s.low_res_side):
-                raise ModelError(f"SAM 2 mask prompts are ({s.low_res_side}, {s.low_res_side}) low-res logits")
+                raise ModelError(
+                    f"SAM 2 mask prompts are ({s.low_res_side}, {s.low_res_side}) low-res logits"
+                )
             (dense,) = s.mask_prompt.run({"mask_input": low.reshape(1, 1, s.low_res_side, s.low_res_side)})
         else:
             dense = np.broadcast_to(s.no_mask, data.image_embed.shape)
@@ -287,10 +298,14 @@ class Sam2OnnxDecoder:
             }
         )
         names = MULTIMASK_NAMES if prompt.multimask and len(iou) == len(MULTIMASK_NAMES) else ()
-        return MaskPrediction(masks=masks, scores=iou.astype(np.float32), granularity=names, low_res_logits=low_res)
+        return MaskPrediction(
+            masks=masks, scores=iou.astype(np.float32), granularity=names, low_res_logits=low_res
+        )
 
 
-def export_decoder(net: torch.nn.Module, model: str, sha256: str, cache_dir: Path | None = None) -> dict[str, Path]:
+def export_decoder(
+    net: torch.nn.Module, model: str, sha256: str, cache_dir: Path | None = None
+) -> dict[str, Path]:
     """Export (or find cached) the decoder graphs. Returns {graph name: path}."""
     idx, w = direct_taps(256, 48)
     cidx, cw = direct_taps(256, 64)
@@ -309,7 +324,9 @@ def export_decoder(net: torch.nn.Module, model: str, sha256: str, cache_dir: Pat
     paths = {}
     for multimask in (True, False):
         spec = decoder_spec(multimask)
-        paths[spec.name] = cached_export(Sam2DecoderGraph(net, multimask), example, spec, model, sha256, cache_dir)
+        paths[spec.name] = cached_export(
+            Sam2DecoderGraph(net, multimask), example, spec, model, sha256, cache_dir
+        )
     paths[MASK_PROMPT_SPEC.name] = cached_export(
         Sam2MaskPromptGraph(net), (torch.zeros(1, 1, 256, 256),), MASK_PROMPT_SPEC, model, sha256, cache_dir
     )
