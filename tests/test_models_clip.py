@@ -62,8 +62,15 @@ def test_cache_is_bounded(clip_folder):
 
 def test_image_embedding(clip_folder):
     enc = load_clip(clip_folder[0])
-    vec = enc.encode_image(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8))
+    rng = np.random.default_rng(0)
+    crops = [
+        rng.integers(0, 255, (40, 50, 3), dtype=np.uint8),
+        rng.integers(0, 255, (17, 9, 3), dtype=np.uint8),
+    ]
+    vec = enc.encode_image(crops[0])
     assert vec.shape == (32,) and abs(np.linalg.norm(vec) - 1) < 1e-5
+    batch = enc.encode_images(crops)
+    assert batch.shape == (2, 32) and np.abs(batch[0] - vec).max() <= 1e-5
 
 
 def test_errors(clip_folder, tmp_path):

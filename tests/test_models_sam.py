@@ -94,15 +94,18 @@ def test_mask_prompt_parity(encoded, built):
     assert_parity(ours, masks, scores, low, "mask prompt")
 
 
-def test_export_is_cached_by_digest(vit_b, built, tmp_path):
+def test_export_is_cached_by_digest(vit_b, built):
     from models.onnx.export import default_cache_dir
+    from models.sam.backend import export_decoder
 
-    files = sorted(p.name for p in default_cache_dir().glob("sam_vit_b-*.onnx"))
-    assert len(files) == 3 and all("-v1.onnx" in f for f in files)
-    # A second build finds the graphs and exports nothing new.
-    model = build_model(ModelSpec("sam_vit_b", vit_b[1], "cpu"))
-    assert sorted(p.name for p in default_cache_dir().glob("sam_vit_b-*.onnx")) == files
-    assert model.decoder.sessions.multi.providers == ("CPUExecutionProvider",)
+    files = sorted(default_cache_dir().glob("sam_vit_b-*.onnx"))
+    assert len(files) == 3 and all(f.name.endswith("-v1.onnx") for f in files)
+    sha = built.decoder.sessions.multi.path.name.split("-")[1]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    # Asking again for the same checkpoint digest finds the graphs and exports nothing new.
+    paths = export_decoder(vit_b[0], "sam_vit_b", sha + "0" * 48)
+    assert sorted(paths.values()) == files and [f.stat().st_mtime_ns for f in files] == stamps
+    assert built.decoder.sessions.multi.providers == ("CPUExecutionProvider",)
 
 
 def test_decoder_refuses_foreign_embedding(encoded, built):

@@ -101,13 +101,9 @@ class ClipEncoder:
             self._cache.popitem(last=False)
         return out.astype(np.float32)
 
-    @torch.inference_mode()
     def encode_image(self, rgb: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB (e.g. a mask's crop) -> (D,) float32 unit embedding."""
-        from PIL import Image
-
-        x = self.preprocess(Image.fromarray(rgb)).unsqueeze(0).to(next(self.model.parameters()).device)
-        return torch.nn.functional.normalize(self.model.encode_image(x).float(), dim=-1)[0].cpu().numpy()
+        """One (H, W, 3) uint8 RGB image -> (D,) float32 unit embedding."""
+        return self.encode_images([rgb])[0]
 
     @torch.inference_mode()
     def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:
