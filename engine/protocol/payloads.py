@@ -23,6 +23,7 @@ class ImageCodec(StrEnum):
     JPEG = "jpeg"
     PNG = "png"
     RAW = "raw"  # (H, W, 3) uint8 RGB, row-major
+    VIDEO = "video"  # empty payload: the pixels travel on the WebRTC video track (engine/transport/webrtc)
 
 
 class DepthCodec(StrEnum):
@@ -36,6 +37,8 @@ def encode_image(rgb: np.ndarray, codec: ImageCodec = ImageCodec.JPEG, quality: 
     """(H, W, 3) uint8 RGB -> bytes."""
     if codec == ImageCodec.RAW:
         return np.ascontiguousarray(rgb, dtype=np.uint8).tobytes()
+    if codec == ImageCodec.VIDEO:
+        return b""
     bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
     ext, params = (".jpg", [cv2.IMWRITE_JPEG_QUALITY, quality]) if codec == ImageCodec.JPEG else (".png", [])
     ok, buf = cv2.imencode(ext, bgr, params)
@@ -49,6 +52,8 @@ def decode_image(data: bytes | memoryview, codec: str, height: int, width: int) 
     if codec == ImageCodec.RAW:
         _expect_size(data, height * width * 3, "raw rgb", ErrorCode.BAD_IMAGE)
         return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
+    if codec == ImageCodec.VIDEO:
+        raise ProtocolError(ErrorCode.BAD_IMAGE, "rgb codec 'video' is for the WebRTC video track; send jpeg, png or raw here")
     if codec not in (ImageCodec.JPEG, ImageCodec.PNG):
         raise ProtocolError(ErrorCode.BAD_IMAGE, f"unknown rgb codec {codec!r}; use jpeg, png or raw")
     _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE)
@@ -62,6 +67,8 @@ def check_image(data: bytes | memoryview, codec: str, height: int, width: int) -
     """Check codec and size from the payload's header alone; raises ProtocolError(BAD_IMAGE)."""
     if codec == ImageCodec.RAW:
         _expect_size(data, height * width * 3, "raw rgb", ErrorCode.BAD_IMAGE)
+    elif codec == ImageCodec.VIDEO:
+        _expect_size(data, 0, "video rgb", ErrorCode.BAD_IMAGE)
     elif codec in (ImageCodec.JPEG, ImageCodec.PNG):
         _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE)
     else:
