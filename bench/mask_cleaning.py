@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -147,6 +148,17 @@ def _steps(
     }
 
 
+def _git_state() -> str:
+    """Commit the numbers were measured at ("-dirty": with uncommitted changes in the tree)."""
+    try:
+        out = subprocess.run(
+            ["git", "describe", "--always", "--dirty"], capture_output=True, text=True, check=True
+        )
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return out.stdout.strip()
+
+
 def _min_ms(fn: Callable[[], object], repeats: int = 5) -> float:
     """Fastest of a few runs, in ms: the machine is shared, and the minimum is the least disturbed."""
     best = float("inf")
@@ -227,6 +239,7 @@ def run(n_scenes: int, seed0: int, config: MaskCleanConfig, with_model: bool = T
 
     result = {
         "machine": machine(),
+        "git": _git_state(),
         "config": {k: getattr(config, k) for k in config.__dataclass_fields__},
         "scenes": {"seeds": [seed0, seed0 + n_scenes - 1], "depth": "DepthDegradation() (Kinect v1-like)"},
         "objects": len(areas),
@@ -243,6 +256,12 @@ def run(n_scenes: int, seed0: int, config: MaskCleanConfig, with_model: bool = T
         },
         "control_true_masks": {name: _mean_rows(rows) for name, rows in control.items()},
         "clean_ms_640x480": {name: percentiles(v) for name, v in times.items()},
+        "clean_mask_ms_by_object_area": {
+            "under_10k_px": percentiles([t for t, a in zip(times["all"], areas, strict=True) if a < 10_000]),
+            "10k_px_and_more": percentiles(
+                [t for t, a in zip(times["all"], areas, strict=True) if a >= 10_000]
+            ),
+        },
         "timing": "wall clock, fastest of 5 runs per mask, one process; load average at the end: "
         + " ".join(f"{x:.1f}" for x in os.getloadavg()),
     }
@@ -331,7 +350,7 @@ def main() -> None:
         )
     for name, row in result["control_true_masks"].items():
         print(f"control: true masks -> {name:>10}: F {row['boundary_f']:.3f}, IoU {row['iou']:.3f}")
-    print("clean_mask ms:", result["clean_ms_640x480"]["all"])
+    print("clean_mask ms:", result["clean_ms_640x480"]["all"], result["clean_mask_ms_by_object_area"])
     if "geometric_model" in result:
         print("geometric:", result["geometric_model"])
 

@@ -133,8 +133,10 @@ def clean_mask(
     d = _crop_depth(depth, box) if depth is not None else None
     crop = _fill_holes(crop, d, config)
     if d is not None:
-        crop = _snap_to_depth(crop, d, config)
-        crop = _remove_islands(crop, anchor, config)  # snapping can cut off slivers
+        snapped = _snap_to_depth(crop, d, config)
+        if (crop > snapped).any():  # removal can leave slivers (growth cannot)
+            snapped = _remove_islands(snapped, anchor, config)
+        crop = snapped
     return _paste(crop, box, m.shape)
 
 
