@@ -16,15 +16,17 @@ Thresholds (`FixationConfig` defaults) and why:
 - velocity 30 deg/s: the usual I-VT value (Salvucci & Goldberg 2000; Tobii's default). Fixation
   drift and tremor stay well below it, saccades peak at 200-700 deg/s (main sequence).
 - velocity window 40 ms: velocity is the angle between the mean gaze ray of the 40 ms before a
-  sample and of the 40 ms from it, over the time between the two windows' mean timestamps (a
+  sample and of the 40 ms from it (each side at least 2 samples, so 60 Hz and dropouts do not
+  leave a one-sample side), over the time between the two windows' mean timestamps (a
   smoothed derivative, like Nystroem & Holmqvist's 2010 Savitzky-Golay filter). Headset
   trackers have ~0.3-1 deg sample noise; differentiated sample to sample at 120 Hz that noise
   alone is ~60 deg/s, twice the threshold. Over 40 ms windows it is ~5-8 deg/s at 60-200 Hz,
   while even a 3 deg saccade still reads ~75 deg/s. Cost: samples are classified 40 ms late.
 - minimum fixation 100 ms: the classic lower bound of a fixation (Salvucci & Goldberg 2000 use
   100-200 ms for I-DT); shorter stable stretches are not treated as fixations.
-- merge gap 75 ms and merge angle 1 deg: two fixation pieces separated by a brief velocity spike
-  or tracker glitch shorter than 75 ms, whose positions differ by less than 1 deg, are one
+- merge gap 75 ms and merge angle 1 deg: two fixation pieces separated by faster-than-threshold
+  samples spanning at most 75 ms (a velocity spike, a tracker glitch; bridged dropouts do not
+  count), whose positions differ by less than 1 deg, are one
   fixation (Tobii uses 75 ms / 0.5 deg for lab trackers; 1 deg suits headset noise; true
   fixations after a saccade of more than ~1.5 deg stay separate).
 - gap fill 75 ms: missing or low-confidence data shorter than that (a dropped sample, a partial
@@ -129,7 +131,7 @@ class FixationConfig:
         velocity_threshold_deg_s: samples slower than this are fixation samples.
         velocity_window_s: length of each of the two windows whose mean rays give the velocity.
         min_fixation_s: a fixation is reported (``fixation_started``) once it lasted this long.
-        merge_max_gap_s: fixation pieces separated by faster samples for at most this long ...
+        merge_max_gap_s: fixation pieces separated by faster samples spanning at most this ...
         merge_max_angle_deg: ... and whose positions differ by at most this much are one fixation.
         max_gap_s: missing/low-confidence data up to this long is bridged; longer ends a fixation.
         min_confidence: samples with lower confidence (or non-finite coordinates) are missing.
