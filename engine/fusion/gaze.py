@@ -32,9 +32,10 @@ Thresholds (`FixationConfig` defaults) and why:
 - gap fill 75 ms: missing or low-confidence data shorter than that (a dropped sample, a partial
   eyelid) is bridged; longer loss (a blink lasts 100-400 ms) ends the fixation (Olsen 2012).
 - confidence 0.5: samples below it are ignored as missing, never fatal.
-- dwell 600 ms: dwell-time selection in gaze interfaces uses 300-1000 ms (Jacob 1990 found
-  ~150-250 ms too short for deliberate selection; ~500-1000 ms is common in AR/VR menus); 600 ms
-  leaves time for a speculative decode after `fixation_started` (~100 ms in).
+- dwell 600 ms: dwell-time selection in gaze interfaces uses ~150 ms to 1 s (Jacob 1990 used
+  150-250 ms where a wrong pick is cheap to undo, and longer dwells where it is not; ~500-1000 ms
+  is common in AR/VR menus). Selecting an object to segment is a deliberate act; 600 ms also
+  leaves a speculative decode started at `fixation_started` (~100 ms in) time to finish.
 
 The eye is assumed to sit at the scene camera's centre: for a head-mounted camera a few cm from the
 eye and targets beyond 0.5 m, the parallax error is a few degrees at most in position and
