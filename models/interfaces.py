@@ -165,6 +165,19 @@ class TextEncoder(Protocol):
 
 
 @runtime_checkable
+class TextImageEncoder(TextEncoder, Protocol):
+    """A text encoder whose images land in the same space (CLIP): ranks image crops by a phrase.
+
+    The engine ranks candidate masks for a voice prompt by the cosine similarity of their masked
+    crops to the phrase (engine/fusion/text.py); one call embeds all crops (one batch).
+    """
+
+    def encode_images(self, images: Sequence[np.ndarray]) -> np.ndarray:  # (N, D) float32, unit norm
+        """(H_i, W_i, 3) uint8 RGB images of any sizes -> (N, D) float32 unit embeddings."""
+        ...
+
+
+@runtime_checkable
 class VideoTracker(Protocol):
     """Optional, memory-based propagation of masks between keyframes (SAM 2 / EdgeTAM style).
 

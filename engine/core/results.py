@@ -48,13 +48,35 @@ class RLEMask:
         return int(self.counts[1::2].sum())
 
 
+@dataclass(frozen=True)
+class MaskRanking:
+    """Why a text prompt ranked a mask where it did (engine/fusion/text.py has the formula).
+
+    score = text_weight * text + gaze_weight * gaze + iou_weight * iou; the highest score is the
+    result's `best`. text: softmax over the candidates of CLIP similarity / temperature;
+    similarity: the raw cosine similarity of the masked crop to the phrase; gaze: 1 when the
+    mask covers the gaze (or click) point, falling off with the visual angle to it, None when the
+    prompt had no point to be near; iou: the decoder's predicted IoU (clipped to 0..1).
+    """
+
+    score: float
+    text: float
+    similarity: float
+    gaze: float | None
+    iou: float
+
+
 @dataclass(frozen=True, eq=False)
 class MaskCandidate:
-    """One mask answer. score is the model's own quality estimate (SAM: predicted IoU)."""
+    """One mask answer. score is the model's own quality estimate (SAM: predicted IoU).
+
+    ranking: present when a text prompt ranked the candidates, None otherwise.
+    """
 
     mask: RLEMask
     score: float
     granularity: str = ""  # e.g. "part", "object", "region" for the geometric model
+    ranking: MaskRanking | None = None
 
 
 @dataclass(frozen=True, eq=False)

@@ -26,6 +26,7 @@ from engine.core import (
     GazeSample,
     MaskCandidate,
     MaskPrompt,
+    MaskRanking,
     PointPrompt,
     Pose,
     Prompt,
@@ -386,6 +387,8 @@ def encode_result(result: SegmentationResult) -> bytes:
     for i, cand in enumerate(result.masks):
         payloads.append((f"mask{i}", "rle32", pl.encode_rle(cand.mask)))
         masks.append({"payload": f"mask{i}", "score": float(cand.score), "granularity": cand.granularity, "area": cand.mask.area})
+        if cand.ranking is not None:  # text prompts only (additive v1 field)
+            masks[-1]["ranking"] = asdict(cand.ranking)
     h, w = (result.masks[0].mask.height, result.masks[0].mask.width) if result.masks else (0, 0)
     segment = None
     if result.segment is not None:
@@ -417,6 +420,18 @@ def encode_result(result: SegmentationResult) -> bytes:
     return pack(header, payloads)
 
 
+def _decode_ranking(r: object) -> MaskRanking | None:
+    """A mask's text ranking (`masks[i].ranking`), absent on results of non-text prompts."""
+    if r is None:
+        return None
+    if not isinstance(r, dict):
+        raise ProtocolError(ErrorCode.INVALID_FIELD, "field 'ranking' must be an object: score, text, similarity, gaze, iou")
+    return MaskRanking(
+        _field(r, "score", float), _field(r, "text", float), _field(r, "similarity", float),
+        _field(r, "gaze", float, default=None), _field(r, "iou", float),
+    )
+
+
 def _decode_result(env: Envelope, limits: Limits) -> ResultMessage:
     h = env.header
     height, width = _field(h, "height", int), _field(h, "width", int)
@@ -425,6 +440,7 @@ def _decode_result(env: Envelope, limits: Limits) -> ResultMessage:
             pl.decode_rle(env.payloads[_field(m, "payload", str)][1], height, width),
             _field(m, "score", float),
             _field(m, "granularity", str, default=""),
+            _decode_ranking(m.get("ranking")),
         )
         for m in _field(h, "masks", list)
     )
