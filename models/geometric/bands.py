@@ -3,18 +3,33 @@
 Edges are bands a few pixels wide (a crease's normals change over the whole smoothing window; a
 depth edge drags a flying pixel with it). Handing band pixels to the nearest component splits a
 band down its middle, which on a small object is a visible rim of floor or a bite out of it.
-Instead, each band pixel looks along the four axes for the first core pixel of each side
-(up to `radius` pixels) and joins the one whose tangent plane (that core pixel's point and
-normal) passes closest to its own 3D point. At a concave contact the object's face plane and
-the floor plane meet exactly at the contact line; at a depth edge the background plane is far
-from a foreground point: both boundaries land where the geometry puts them.
+Instead, each band pixel looks along the four axes for the first core pixel on each side
+(up to `radius` pixels away) and joins the one whose tangent plane (that core pixel's normal
+through its point) passes closest to its own 3D point. At a concave contact the object's face
+plane and the floor plane meet exactly at the contact line; at a depth edge the background plane
+is far from a foreground point: both boundaries land where the geometry puts them.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-_DIRECTIONS = ((0, 1), (0, -1), (1, 0), (-1, 0))
+_NONE = np.int16(30000)
+
+
+def _first_core(core: np.ndarray, axis: int, forward: bool) -> np.ndarray:
+    """(h, w) int16: coordinate along `axis` of the first core pixel at or after (forward) or at
+    or before each pixel; far out of range (|value| >= 30000) where there is none. One
+    cumulative scan, O(h w)."""
+    n = core.shape[axis]
+    coord = np.arange(n, dtype=np.int16)
+    coord = np.broadcast_to(coord[None, :] if axis == 1 else coord[:, None], core.shape)
+    marked = np.full(core.shape, _NONE if forward else -_NONE, np.int16)
+    np.copyto(marked, coord, where=core)
+    if forward:
+        rev = (slice(None), slice(None, None, -1)) if axis == 1 else (slice(None, None, -1), slice(None))
+        return np.minimum.accumulate(marked[rev], axis=axis)[rev]
+    return np.maximum.accumulate(marked, axis=axis)
 
 
 def snap_to_planes(
@@ -36,34 +51,29 @@ def snap_to_planes(
         radius: how far along each axis to look for a core pixel.
     Returns the re-decided (h, w) int32 labels (a copy).
     """
-    h, w = labels.shape
+    if max(labels.shape) >= 30000:
+        raise ValueError(f"snap_to_planes supports images up to 29999 pixels a side, got {labels.shape}")
     rows, cols = np.nonzero(band)
     if rows.size == 0:
         return labels
-    pad = radius
-    wp = w + 2 * pad
-    lab = np.pad(labels * seeds, pad).ravel()
-    good = np.pad(seeds & (normals[..., 2] != 0), pad).ravel()
-    pts = np.pad(points, ((pad, pad), (pad, pad), (0, 0))).reshape(-1, 3)
-    nrm = np.pad(normals, ((pad, pad), (pad, pad), (0, 0))).reshape(-1, 3)
-    idx = (rows + pad) * wp + cols + pad
-    own = pts[idx]
-    best = np.full(idx.size, np.inf, np.float32)
+    core = seeds & (normals[..., 2] != 0)
+    nx, ny, nz = normals[..., 0], normals[..., 1], normals[..., 2]
+    offset = nx * points[..., 0] + ny * points[..., 1] + nz * points[..., 2]  # plane: n . x = offset
+    own = points[rows, cols]
+    best = np.full(rows.size, np.inf, np.float32)
     best_lab = labels[rows, cols].copy()
-    for dy, dx in _DIRECTIONS:
-        step = dy * wp + dx
-        hit = np.zeros(idx.size, np.int64)  # flat index of the first core pixel, 0 = none yet
-        for d in range(1, radius + 1):
-            q = idx + d * step
-            new = (hit == 0) & good[q]
-            hit[new] = q[new]
-        found = hit > 0
-        q = hit[found]
-        dist = np.abs(np.sum(nrm[q] * (own[found] - pts[q]), axis=1))
+    for axis, forward in ((1, True), (1, False), (0, True), (0, False)):
+        first = _first_core(core, axis, forward)[rows, cols].astype(np.int64)
+        pos = cols if axis == 1 else rows
+        found = np.abs(first - pos) <= radius
+        r = rows[found] if axis == 1 else first[found]
+        c = first[found] if axis == 1 else cols[found]
+        p = own[found]
+        dist = np.abs(nx[r, c] * p[:, 0] + ny[r, c] * p[:, 1] + nz[r, c] * p[:, 2] - offset[r, c])
         sel = np.flatnonzero(found)
         better = dist < best[sel]
         best[sel[better]] = dist[better]
-        best_lab[sel[better]] = lab[q[better]]
+        best_lab[sel[better]] = labels[r[better], c[better]]
     out = labels.copy()
     out[rows, cols] = best_lab
     return out

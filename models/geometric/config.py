@@ -52,6 +52,8 @@ class GeometricConfig:
             within this angle (noise, not a contact).
         merge_chroma: nearly parallel patches join only if their chromaticities (r, g, b over
             r + g + b of the summed colour) differ by less than this (L1).
+        piece_concave_deg: patches cut by the grid from one piece stay joined unless they meet
+            concavely at more than this angle.
     Label maps:
         min_region_px: components smaller than this are dissolved into their neighbours.
         reassign_max_px: edge pixels up to this far (working-resolution pixels) from a region
@@ -81,9 +83,10 @@ class GeometricConfig:
     colour_levels: tuple[int, int, int] = (14, 24, 40)
     min_region_px: int = 30
     cell_px: int = 12
-    min_patch_px: int = 6
+    min_patch_px: int = 3
     merge_concave_deg: float = 15.0
     merge_chroma: float = 0.06
+    piece_concave_deg: float = 40.0
     reassign_max_px: float = 8.0
     band_radius_px: int = 6
     hole_max_frac: float = 0.02

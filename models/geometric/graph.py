@@ -118,15 +118,21 @@ def objects_and_regions(
     """
     n, patch, piece_of = _patches(pieces, n_pieces, cfg.cell_px)
     flat = patch.ravel()
-    use = (seeds & (f.normals[..., 2] != 0)).ravel()
+    use = np.flatnonzero(seeds.ravel() & (f.normals[..., 2] != 0).ravel())
     ids = flat[use]
+    pts = f.points.reshape(-1, 3)[use].astype(np.float64)
+    nrm = f.normals.reshape(-1, 3)[use].astype(np.float64)
     count = np.bincount(ids, minlength=n).astype(np.float64)
-    normal = np.stack([np.bincount(ids, f.normals.reshape(-1, 3)[use, k], minlength=n) for k in range(3)], 1)
-    centre = np.stack([np.bincount(ids, f.points.reshape(-1, 3)[use, k], minlength=n) for k in range(3)], 1)
+    normal = np.stack([np.bincount(ids, nrm[:, k], n) for k in range(3)], 1)
+    centre = np.stack([np.bincount(ids, pts[:, k], n) for k in range(3)], 1)
+    sq = np.bincount(ids, np.einsum("ij,ij->i", pts, pts), n)
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     centre /= np.maximum(count, 1.0)[:, None]
+    # RMS distance of a patch's points from its centroid: its size in metres (larger for a
+    # patch of floor seen at a grazing angle).
+    radius = np.sqrt(np.maximum(sq / np.maximum(count, 1.0) - np.sum(centre * centre, axis=1), 0.0))
     rgb = f.rgb.reshape(-1, 3)
-    colour = np.stack([np.bincount(flat, rgb[:, k], minlength=n) for k in range(3)], 1)
+    colour = np.stack([np.bincount(flat, rgb[:, k], n) for k in range(3)], 1)
     # chromaticity of the summed colour: shading and brightness texture cancel out
     chroma = colour / np.maximum(colour.sum(axis=1, keepdims=True), 1.0)
 
@@ -136,23 +142,31 @@ def objects_and_regions(
     cos_ij = np.sum(normal[i] * normal[j], axis=1)
     offset = centre[i] - centre[j]
     bent = cos_ij < np.cos(np.deg2rad(cfg.merge_concave_deg))
-    convex = bent & (np.sum((normal[i] - normal[j]) * offset, axis=1) > 0)
+    # Adjacent in the image is not adjacent in space: at an occlusion whose depth step the
+    # jump test missed, the background patch lies far behind (and looks "convex" to LCCP).
+    z = np.maximum(centre[i, 2], centre[j, 2])
+    tau = cfg.jump_abs_m + z * (cfg.jump_rel + cfg.jump_quad * z)
+    near = np.linalg.norm(offset, axis=1) < 1.5 * (radius[i] + radius[j]) + tau
+    convex = bent & near & (np.sum((normal[i] - normal[j]) * offset, axis=1) > 0)
     # Nearly parallel normals join only when the patches are also nearly coplanar (a box face and
     # the wall behind it are parallel too: LCCP's "sanity criterion" covers the same trap) and of
     # the same chromaticity: geometry alone cannot tell a low object from the floor behind it.
-    z = np.maximum(centre[i, 2], centre[j, 2])
     step = np.abs(np.sum(normal[i] * offset, axis=1)) + np.abs(np.sum(normal[j] * offset, axis=1))
-    coplanar = step < 2 * (cfg.jump_abs_m + z * (cfg.jump_rel + cfg.jump_quad * z))
+    coplanar = near & (step < tau)
     same_colour = np.abs(chroma[i] - chroma[j]).sum(axis=1) < cfg.merge_chroma
     gentle = ~bent & coplanar & same_colour
-    joined = touching & sure & (convex | gentle)
+    # Patches the grid cut from one piece (a connected surface with no concave crease, depth or
+    # colour edge between them) stay together unless clearly concave: the grid is there to stop
+    # leaks through gaps in a crease line, which are sharp concave bends, not noise.
+    same_piece = piece_of[i] == piece_of[j]
+    kept = same_piece & (cos_ij > np.cos(np.deg2rad(cfg.piece_concave_deg)))
+    joined = touching & sure & (convex | gentle | kept)
 
     # A patch too small for a trustworthy normal (a sliver the grid cut off a piece, or a tiny
     # piece) joins one touching neighbour: preferably a patch of its own piece, then one of the
     # same chromaticity, then the one sharing the longest boundary.
     weak = touching & ~sure
     if weak.any():
-        same_piece = piece_of[i] == piece_of[j]
         rank = boundary + 1_000 * same_colour + 100_000 * same_piece
         wi, wj, wb = i[weak], j[weak], rank[weak]
         small_is_i = count[wi] < cfg.min_patch_px

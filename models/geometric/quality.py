@@ -8,7 +8,8 @@ every label of every level (the decoder only looks them up):
 boundary_support is the mean, over the label's outline (pixel pairs where the label changes),
 of the strongest evidence at that pair:
     depth discontinuity 1.0 > concave crease 0.9 > convex crease 0.6 > colour step 0.5
-    > sensor hole 0.3 > image border 0.1 > nothing 0.0 (a cut made only by band re-assignment).
+    > image border 0.1 > nothing 0.0 (a cut made only by band re-assignment or the object
+    graph); boundaries along sensor holes are left out (no evidence either way).
 An object standing free is outlined by depth edges and its concave contact (score near 1); a box
 face is partly outlined by convex creases (lower); the floor or a wall runs into the image border
 (lower still).
@@ -29,7 +30,6 @@ WEIGHT_DEPTH = 100
 WEIGHT_CONCAVE = 90
 WEIGHT_CONVEX = 60
 WEIGHT_COLOUR = 50
-WEIGHT_HOLE = 30
 WEIGHT_BORDER = 10
 
 
@@ -54,10 +54,11 @@ def label_scores(labels: np.ndarray, n: int, evidence: np.ndarray, min_frac: flo
         diff = a != b
         la, lb = a[diff], b[diff]
         wgt = np.maximum(ea[diff], eb[diff]).astype(np.float64)
-        wgt[(la == 0) | (lb == 0)] = WEIGHT_HOLE
+        # a boundary with a sensor hole says nothing either way: it does not count
+        known = ((la != 0) & (lb != 0)).astype(np.float64)
         for lab in (la, lb):
-            sums += np.bincount(lab, weights=wgt, minlength=n)
-            counts += np.bincount(lab, minlength=n)
+            sums += np.bincount(lab, weights=wgt * known, minlength=n)
+            counts += np.bincount(lab, weights=known, minlength=n)
     border = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
     border_count = np.bincount(border, minlength=n)
     sums += border_count * WEIGHT_BORDER

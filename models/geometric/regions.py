@@ -188,12 +188,17 @@ def _hole_fill(
 
 
 def _grow(
-    core: np.ndarray, valid: np.ndarray, min_px: int, cfg: GeometricConfig, f: GeometricFeatures
+    core: np.ndarray,
+    valid: np.ndarray,
+    min_px: int,
+    cfg: GeometricConfig,
+    f: GeometricFeatures,
+    snap: bool = False,
 ) -> tuple[int, np.ndarray, np.ndarray]:
     """Components of `core`, tiny ones dissolved, grown over every valid pixel.
 
-    Band pixels first go to the nearest component, then (with depth) to the component whose
-    local tangent plane they lie on (bands.py).
+    Band pixels go to the nearest component, then, with `snap` and depth, to the component
+    whose local tangent plane they lie on (bands.py).
 
     Returns (count incl. 0, (h, w) int32 labels, (h, w) bool seed pixels: the core pixels of
     the components that were kept, whose label was not re-assigned).
@@ -206,7 +211,7 @@ def _grow(
         labels[small[labels]] = 0
     seeds = labels > 0
     labels = reassign(labels, valid & ~seeds, cfg.reassign_max_px)
-    if f.has_depth:
+    if snap and f.has_depth:
         band = valid & ~seeds & (labels > 0)
         labels = snap_to_planes(labels, seeds, band, f.points, f.normals, cfg.band_radius_px)
     leftover = valid & (labels == 0)
@@ -245,6 +250,44 @@ def _parts_within(
     return n_part, part, lut
 
 
+def _join_by_colour(
+    part: np.ndarray, n_part: int, colour: np.ndarray, n_colour: int, rgb: np.ndarray, max_chroma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Give colour patches (of depth holes) to the adjacent part of the same chromaticity.
+
+    Returns (part map with the joined patches filled in, colour map with them removed).
+    """
+    flat_rgb = rgb.reshape(-1, 3).astype(np.float64)
+
+    def chroma(labels: np.ndarray, n: int) -> np.ndarray:
+        sums = np.stack([np.bincount(labels.ravel(), flat_rgb[:, k], minlength=n) for k in range(3)], 1)
+        return sums / np.maximum(sums.sum(axis=1, keepdims=True), 1.0)
+
+    pairs = []
+    for a, b in (
+        (colour[:, :-1], part[:, 1:]),
+        (colour[:, 1:], part[:, :-1]),
+        (colour[:-1], part[1:]),
+        (colour[1:], part[:-1]),
+    ):
+        sel = (a > 0) & (b > 0)
+        pairs.append(a[sel].astype(np.int64) * n_part + b[sel])
+    if not any(p.size for p in pairs):
+        return part, colour
+    codes = np.unique(np.concatenate(pairs))
+    ci, pj = codes // n_part, codes % n_part
+    dist = np.abs(chroma(colour, n_colour)[ci] - chroma(part, n_part)[pj]).sum(axis=1)
+    order = np.lexsort((dist, ci))
+    first = np.ones(order.size, bool)
+    first[1:] = ci[order][1:] != ci[order][:-1]
+    best = order[first]
+    ok = dist[best] < max_chroma
+    target = np.zeros(n_colour, np.int32)
+    target[ci[best][ok]] = pj[best][ok]
+    fill = target[colour]
+    return np.maximum(part, fill), colour * (fill == 0)
+
+
 def build_work_labels(
     f: GeometricFeatures, cfg: GeometricConfig, min_px: int, hole_max_px: int
 ) -> WorkLabels:
@@ -266,7 +309,7 @@ def build_work_labels(
     n_part, part, part_seeds = _grow(part_core, valid, min_px, cfg, f)
     if f.has_depth:
         piece_core = object_core & (f.colour_step < cfg.colour_step)
-        n_pieces, pieces, piece_seeds = _grow(piece_core, valid, min_px, cfg, f)
+        n_pieces, pieces, piece_seeds = _grow(piece_core, valid, min_px, cfg, f, snap=True)
         object_map, region_lut = objects_and_regions(pieces, n_pieces, piece_seeds, f, cfg)
     else:
         n_obj, object_map, object_seeds = _grow(object_core, valid, min_px, cfg, f)
@@ -285,16 +328,20 @@ def build_work_labels(
         part = np.maximum(part, fill_p[comp])
         obj_holes = fill_o[comp] * (fill_p[comp] == 0)
         reg_holes = fill_r[comp] * (fill_o[comp] == 0) * (fill_p[comp] == 0)
-        # What stays unlabelled has no depth around it to go by: split it by colour alone, so a
-        # click on a black screen or a window still returns the patch of that colour.
-        rest = (part == 0) & (reg_holes == 0) & (obj_holes == 0) & (f.colour_step < cfg.colour_step)
+        # What stays unlabelled has no depth to go by: split it into patches of uniform colour.
+        # A patch whose chromaticity matches an adjacent part joins it (a dark or grazing face
+        # that returned no depth, next to the rest of its object); the others become labels of
+        # their own, so a click on a black screen or a window still returns that patch.
+        rest = (part == 0) & (reg_holes == 0) & (obj_holes == 0)
         if rest.any():
-            n_c, colour = _components(rest)
-            size = np.bincount(colour.ravel(), minlength=n_c)
-            keep = size >= min_px
-            keep[0] = False
-            colour = colour * keep[colour]
-            n_c, colour = _compact(colour, n_c)
+            n_c, colour = _components(rest & (f.colour_step < cfg.colour_step))
+            if n_c > 1:
+                part, colour = _join_by_colour(part, n_part, colour, n_c, f.rgb, cfg.merge_chroma)
+                size = np.bincount(colour.ravel(), minlength=n_c)
+                keep = size >= min_px
+                keep[0] = False
+                colour = colour * keep[colour]
+                n_c, colour = _compact(colour, n_c)
             if n_c > 1:
                 # one new label per colour patch at every level, so the levels still nest
                 new = np.arange(1, n_c, dtype=np.int32)
@@ -302,4 +349,6 @@ def build_work_labels(
                 object_lut = np.concatenate([object_lut, new + int(object_lut.max())])
                 region_lut = np.concatenate([region_lut, new + int(region_lut.max())])
                 n_part += n_c - 1
+            # colour-edge pixels inside holes: to the nearest label, if close
+            part = reassign(part, rest & (part == 0), 2.0)
     return WorkLabels(part, object_lut, region_lut, obj_holes.astype(np.int32), reg_holes.astype(np.int32))
