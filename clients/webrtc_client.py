@@ -99,6 +99,9 @@ class RtcClientOptions:
         return max(1, round(VIDEO_CLOCK_HZ / self.fps))
 
 
+FILLER_PTS_OFFSET = 1500  # 1/60 s: off the grid of frame_id * pts_per_frame for any fps <= 30
+
+
 class FrameTrack(MediaStreamTrack):
     """A video track fed by put(): a slow encoder never builds up latency.
 
@@ -106,17 +109,26 @@ class FrameTrack(MediaStreamTrack):
     prompts use) queue up to `max_pinned`, because skipping one would leave its prompt without
     its frame; a waiting plain frame older than a new pinned one is dropped. Frames dropped
     before the encoder took them are counted in `replaced`.
+
+    flush_after_s: aiortc's receiver hands a frame on only when the first packet of the *next*
+    frame arrives (its jitter buffer knows no marker bit), which would add a whole frame
+    interval to every colour frame's latency. So when no new frame follows within this time,
+    the track repeats the last image half a frame interval later (off the frame grid, which
+    the engine ignores), pushing the real frame out at once. None turns this off.
     """
 
     kind = "video"
 
-    def __init__(self, max_pinned: int = 3) -> None:
+    def __init__(self, max_pinned: int = 3, flush_after_s: float | None = 0.005) -> None:
         super().__init__()
         self._pinned: deque[av.VideoFrame] = deque()
         self._max_pinned = max_pinned
         self._newest: av.VideoFrame | None = None
+        self._flush_after_s = flush_after_s
+        self._last: av.VideoFrame | None = None
         self._ready = asyncio.Event()
         self.replaced = 0
+        self.flushes = 0
 
     def put(self, frame: av.VideoFrame, pin: bool = False) -> None:
         if pin:
@@ -133,19 +145,42 @@ class FrameTrack(MediaStreamTrack):
         self._ready.set()
 
     async def recv(self) -> av.VideoFrame:
+        if (
+            not self._pinned
+            and self._newest is None
+            and self._last is not None
+            and self._flush_after_s is not None
+        ):
+            self._ready.clear()
+            try:
+                await asyncio.wait_for(self._ready.wait(), self._flush_after_s)
+            except TimeoutError:
+                last, self._last = self._last, None
+                self.flushes += 1
+                return _filler_after(last)
         while not self._pinned and self._newest is None:
             if self.readyState != "live":
                 raise MediaStreamError
             self._ready.clear()
             await self._ready.wait()
         if self._pinned:
-            return self._pinned.popleft()
-        frame, self._newest = self._newest, None
+            frame = self._pinned.popleft()
+        else:
+            frame, self._newest = self._newest, None
+        self._last = frame
         return frame
 
     def stop(self) -> None:
         super().stop()
         self._ready.set()
+
+
+def _filler_after(frame: av.VideoFrame) -> av.VideoFrame:
+    """The same picture half a frame interval later (off the frame grid): a tiny delta frame."""
+    filler = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
+    filler.pts = frame.pts + FILLER_PTS_OFFSET
+    filler.time_base = frame.time_base
+    return filler
 
 
 class XrsegRtcClient:

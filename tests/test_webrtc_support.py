@@ -20,7 +20,7 @@ from engine.transport.webrtc import WebRTCConfig, WebRTCTransport
 TOKEN = "rtc-test-token"
 LOOPBACK = ("127.0.0.1",)
 LIVINGROOM = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "rgbd" / "livingroom1_micro"
-CLIENT = RtcClientOptions(host_addresses=LOOPBACK)
+CLIENT = RtcClientOptions(host_addresses=LOOPBACK, keepalive_s=0.3)
 
 
 @dataclass

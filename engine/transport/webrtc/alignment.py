@@ -46,6 +46,7 @@ class AlignmentCounters:
     paired: int = 0
     metadata_dropped: int = 0  # metadata whose colour never came (or was overtaken)
     video_dropped: int = 0  # colour whose metadata never came (or was overtaken)
+    off_grid: int = 0  # video frames whose pts is not frame_id * pts_per_frame (client fillers)
     locks: int = 0  # times the pts -> frame id offset was established (once per video track)
 
 
@@ -91,7 +92,7 @@ class FrameAligner:
         pts = int(video.pts or 0)
         step = (pts + self.pts_per_frame // 2) // self.pts_per_frame  # aiortc rounds: 12000 -> 11999
         if abs(pts - step * self.pts_per_frame) > self.pts_per_frame // 4:
-            self.counters.video_dropped += 1  # not one of ours: the client broke the pts rule
+            self.counters.off_grid += 1  # a client's filler frame (half an interval late), or not ours
             return None
         if self._offset is None and self._metadata:
             self._lock(next(iter(self._metadata)) - step)

@@ -152,6 +152,7 @@ class RtcPeer:
     # -- events from aiortc -------------------------------------------------------------------
 
     def _on_datachannel(self, channel: RTCDataChannel) -> None:
+        self.stats.touch()
         if channel.label == CONTROL_LABEL:
             self._control = channel
             channel.on("message", lambda data: self._enqueue(CONTROL_LABEL, data))
@@ -259,6 +260,7 @@ class RtcPeer:
             return msg.frame
 
         received = max(paired.metadata_arrival, paired.video_arrival)
+        log.debug("session %s: frame %s paired", self.session.session_id, paired.frame_id)
         self.session.offer_frame(PendingFrame(paired.frame_id, decode, received, header.pose))
         self._release(lambda frame_id: frame_id <= paired.frame_id)
 
@@ -274,6 +276,7 @@ class RtcPeer:
             return False
         if not (self.aligner.waiting_for(frame_id) or frame_id > self._newest_metadata):
             return False
+        log.debug("session %s: prompt %s waits for frame %s", self.session.session_id, env.ref_id, frame_id)
         self._deferred.setdefault(frame_id, []).append((env, time.monotonic()))
         while sum(len(v) for v in self._deferred.values()) > _INBOX:
             for stale, _ in self._deferred.popitem(last=False)[1]:
@@ -288,6 +291,9 @@ class RtcPeer:
         """Hand deferred prompts whose frame is ready (or given up) to the session, in order."""
         for frame_id in [f for f in self._deferred if due(f)]:
             for env, _ in self._deferred.pop(frame_id):
+                log.debug(
+                    "session %s: prompt %s released (frame %s)", self.session.session_id, env.ref_id, frame_id
+                )
                 self._receive_soon(env)
 
     def _given_up(self, frame_id: int, now: float) -> bool:
@@ -329,6 +335,10 @@ class RtcPeer:
             self.aligner.expire(time.time())
             now = time.monotonic()
             self._release(lambda frame_id, now=now: self._given_up(frame_id, now))
-            if time.monotonic() - self.stats.last_activity > self._config.idle_timeout_s:
+            if self._control is None or self._control.readyState != "open":
+                if time.monotonic() - self.stats.started > self._config.connect_timeout_s:
+                    self.request_close(f"not connected after {self._config.connect_timeout_s:.1f} s")
+                    return
+            elif time.monotonic() - self.stats.last_activity > self._config.idle_timeout_s:
                 self.request_close(f"no traffic for {self._config.idle_timeout_s:.1f} s (abandoned)")
                 return

@@ -25,9 +25,11 @@ class WebRTCConfig:
         video_window: most colour frames that may wait for their metadata at once (each holds a
             decoded YUV frame, ~460 KB at 640x480). Metadata with depth is the slower half on a
             busy data channel, so this bounds how far it may lag.
-        idle_timeout_s: a peer that sends nothing (no frame, message or ping) for this long is
-            treated as abandoned: its connection is closed and its session detached, and the
-            engine frees the session after its session_linger_s.
+        idle_timeout_s: a connected peer that sends nothing (no frame, message or ping) for this
+            long is treated as abandoned: its connection is closed and its session detached, and
+            the engine frees the session after its session_linger_s. Clients ping when quiet.
+        connect_timeout_s: a peer whose "xrseg" channel is not open this long after its offer
+            is closed (ICE, DTLS or SCTP never completed).
         max_chunk: bytes per data-channel message (engine.protocol.chunking).
         max_offer_bytes: largest offer body accepted by the signalling endpoint.
     """
@@ -40,5 +42,6 @@ class WebRTCConfig:
     pair_window: int = 32
     video_window: int = 8
     idle_timeout_s: float = 10.0
+    connect_timeout_s: float = 20.0
     max_chunk: int = DEFAULT_MAX_CHUNK
     max_offer_bytes: int = 64 * 1024
