@@ -12,6 +12,7 @@ is far from a foreground point: both boundaries land where the geometry puts the
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 _NONE = np.int16(30000)
@@ -53,27 +54,32 @@ def snap_to_planes(
     """
     if max(labels.shape) >= 30000:
         raise ValueError(f"snap_to_planes supports images up to 29999 pixels a side, got {labels.shape}")
-    rows, cols = np.nonzero(band)
-    if rows.size == 0:
+    # Only pixels near a label change have a decision to make.
+    change = np.zeros(labels.shape, bool)
+    change[:, 1:] |= labels[:, 1:] != labels[:, :-1]
+    change[1:] |= labels[1:] != labels[:-1]
+    near = cv2.dilate(change.view(np.uint8), np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)).view(bool)
+    h, w = labels.shape
+    flat_idx = np.flatnonzero(band & near)
+    if flat_idx.size == 0:
         return labels
+    rows, cols = np.divmod(flat_idx, w)
     core = seeds & (normals[..., 2] != 0)
-    nx, ny, nz = normals[..., 0], normals[..., 1], normals[..., 2]
-    offset = nx * points[..., 0] + ny * points[..., 1] + nz * points[..., 2]  # plane: n . x = offset
-    own = points[rows, cols]
-    best = np.full(rows.size, np.inf, np.float32)
-    best_lab = labels[rows, cols].copy()
+    nrm = normals.reshape(-1, 3)
+    offset = np.einsum("ij,ij->i", nrm, points.reshape(-1, 3))  # plane: n . x = offset
+    own = points.reshape(-1, 3)[flat_idx]
+    flat_labels = labels.ravel()
+    best = np.full(flat_idx.size, np.inf, np.float32)
+    best_lab = flat_labels[flat_idx].copy()
     for axis, forward in ((1, True), (1, False), (0, True), (0, False)):
-        first = _first_core(core, axis, forward)[rows, cols].astype(np.int64)
+        first = _first_core(core, axis, forward).ravel()[flat_idx].astype(np.int64)
         pos = cols if axis == 1 else rows
-        found = np.abs(first - pos) <= radius
-        r = rows[found] if axis == 1 else first[found]
-        c = first[found] if axis == 1 else cols[found]
-        p = own[found]
-        dist = np.abs(nx[r, c] * p[:, 0] + ny[r, c] * p[:, 1] + nz[r, c] * p[:, 2] - offset[r, c])
-        sel = np.flatnonzero(found)
-        better = dist < best[sel]
-        best[sel[better]] = dist[better]
-        best_lab[sel[better]] = labels[r[better], c[better]]
+        found = np.flatnonzero(np.abs(first - pos) <= radius)
+        q = rows[found] * w + first[found] if axis == 1 else first[found] * w + cols[found]
+        dist = np.abs(np.einsum("ij,ij->i", nrm[q], own[found]) - offset[q])
+        better = dist < best[found]
+        best[found[better]] = dist[better]
+        best_lab[found[better]] = flat_labels[q[better]]
     out = labels.copy()
-    out[rows, cols] = best_lab
+    out.ravel()[flat_idx] = best_lab
     return out

@@ -27,7 +27,7 @@ class GeometricConfig:
     Normals and creases:
         work_downsample: edges and label maps are computed at 1/work_downsample resolution
             (valid-aware averaging of depth), which lowers noise and cost; the label maps are then
-            upsampled and their boundaries re-decided at full resolution by depth.
+            upsampled (nearest) to full resolution.
         normal_window: k, the side (working-resolution pixels, odd) of the box window over
             which tangents are summed; normals are compared (k + 1) // 2 pixels to either side.
             Larger k = less noise, thin structures lost.

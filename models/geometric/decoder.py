@@ -83,12 +83,11 @@ class GeometricDecoder:
         h, w = maps.size
         col = int(np.clip(np.floor(x + 0.5), 0, w - 1))
         row = int(np.clip(np.floor(y + 0.5), 0, h - 1))
-        region = maps.labels[2]
-        if not maps.has_depth or (maps.valid_depth[row, col] and region[row, col] > 0):
+        if not maps.has_depth or (maps.valid_depth[row, col] and maps.part[row, col] > 0):
             return row, col
         r = self.config.snap_radius_px
         r0, r1, c0, c1 = max(0, row - r), min(h, row + r + 1), max(0, col - r), min(w, col + r + 1)
-        ok = maps.valid_depth[r0:r1, c0:c1] & (region[r0:r1, c0:c1] > 0)
+        ok = maps.valid_depth[r0:r1, c0:c1] & (maps.part[r0:r1, c0:c1] > 0)
         rr, cc = np.nonzero(ok)
         if rr.size == 0:
             return row, col  # nothing measured nearby: use whatever (colour) label is there
@@ -98,14 +97,13 @@ class GeometricDecoder:
 
     @staticmethod
     def _vetoed(maps: LabelMaps, level: int, label: int, neg: list[tuple[int, int]]) -> bool:
-        lab_map = maps.labels[level]
-        return any(lab_map[r, c] == label for r, c in neg)
+        return any(maps.label_at(level, r, c) == label for r, c in neg)
 
     def _point_labels(self, maps: LabelMaps, level: int, pos, neg) -> list[tuple[int, int]]:
         chosen = []
         for r, c in pos:
             for lev in range(level, -1, -1):
-                label = int(maps.labels[lev][r, c])
+                label = maps.label_at(lev, r, c)
                 if label == 0:
                     continue
                 if not self._vetoed(maps, lev, label, neg):
@@ -124,16 +122,22 @@ class GeometricDecoder:
         c1, r1 = int(np.clip(np.ceil(x1), c0 + 1, w)), int(np.clip(np.ceil(y1), r0 + 1, h))
         return r0, r1, c0, c1
 
+    @staticmethod
+    def _per_level(maps: LabelMaps, level: int, part_counts: np.ndarray) -> np.ndarray:
+        """Pixel counts per part label -> per label of `level`."""
+        lut = maps.luts[level]
+        return np.bincount(lut, part_counts[: len(lut)], minlength=len(maps.scores[level]))
+
     def _box_labels(self, maps: LabelMaps, level: int, box, neg) -> list[tuple[int, int]]:
         r0, r1, c0, c1 = box
-        lab_map = maps.labels[level]
-        inside = np.bincount(lab_map[r0:r1, c0:c1].ravel(), minlength=len(maps.areas[level]))
-        return self._fill_choice(maps, level, inside, self.config.box_fill, neg)
+        inside = np.bincount(maps.part[r0:r1, c0:c1].ravel(), minlength=len(maps.luts[0]))
+        return self._fill_choice(maps, level, self._per_level(maps, level, inside), self.config.box_fill, neg)
 
     def _mask_labels(self, maps: LabelMaps, level: int, mask: np.ndarray, neg) -> list[tuple[int, int]]:
-        lab_map = maps.labels[level]
-        covered = np.bincount(lab_map[mask], minlength=len(maps.areas[level]))
-        return self._fill_choice(maps, level, covered, self.config.mask_fill, neg)
+        covered = np.bincount(maps.part[mask], minlength=len(maps.luts[0]))
+        return self._fill_choice(
+            maps, level, self._per_level(maps, level, covered), self.config.mask_fill, neg
+        )
 
     def _fill_choice(
         self, maps: LabelMaps, level: int, counts: np.ndarray, fill: float, neg
@@ -154,13 +158,16 @@ class GeometricDecoder:
         h, w = maps.size
         if not chosen:
             return np.zeros((h, w), bool), np.float32(0.0)
+        by_level: dict[int, list[int]] = {}
+        for lev, label in dict.fromkeys(chosen):
+            by_level.setdefault(lev, []).append(label)
         mask = np.zeros((h, w), bool)
         total, weighted = 0.0, 0.0
-        for lev, label in dict.fromkeys(chosen):
-            mask |= maps.labels[lev] == label
-            area = float(maps.areas[lev][label])
-            total += area
-            weighted += area * float(maps.scores[lev][label])
+        for lev, labels in by_level.items():
+            mask |= maps.mask(lev, np.array(labels))
+            area = maps.areas[lev][labels].astype(np.float64)
+            total += float(area.sum())
+            weighted += float((area * maps.scores[lev][labels]).sum())
         score = weighted / total if total > 0 else 0.0
         if box is not None:
             r0, r1, c0, c1 = box

@@ -2,7 +2,7 @@
 
 ImageInput (rgb, depth in metres, K) -> downsample by cfg.work_downsample -> edges
 (features.py) -> label maps at three granularities (regions.py) -> scores per label
-(quality.py) -> full-resolution maps with depth-true silhouettes (upsample.py).
+(quality.py) -> full-resolution maps (nearest-neighbour upsampling).
 """
 
 from __future__ import annotations
@@ -13,10 +13,17 @@ import numpy as np
 from models.geometric.config import GeometricConfig
 from models.geometric.embedding import BACKEND, LabelMaps
 from models.geometric.features import compute_features, default_camera_matrix, downsample_depth
-from models.geometric.quality import evidence_map, label_scores
+from models.geometric.quality import evidence_map, level_scores
 from models.geometric.regions import build_work_labels
-from models.geometric.upsample import refine_by_depth, upsample_nearest
 from models.interfaces import ImageEmbedding, ImageInput, ModelError
+
+
+def upsample_nearest(labels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """(h, w) int32 labels -> (height, width), nearest neighbour (boundaries were already placed
+    on the depth and crease geometry at the working resolution, bands.py)."""
+    if labels.shape == (height, width):
+        return labels
+    return cv2.resize(labels, (width, height), interpolation=cv2.INTER_NEAREST)
 
 
 class GeometricEncoder:
@@ -65,24 +72,16 @@ class GeometricEncoder:
         min_px = max(4, cfg.min_region_px // (f * f))
         work = build_work_labels(feats, cfg, min_px, int(cfg.hole_max_frac * hs * ws))
         evidence = evidence_map(feats, cfg.colour_step)
-        small_maps = (work.part, work.object, work.region)
-        counts = tuple(int(m.max()) + 1 for m in small_maps)
-        scores = tuple(label_scores(m, n, evidence) for m, n in zip(small_maps, counts, strict=True))
-        areas = tuple(
-            (np.bincount(m.ravel(), minlength=n) * float(f * f)).astype(np.float32)
-            for m, n in zip(small_maps, counts, strict=True)
+        n_part = int(work.part.max()) + 1
+        part_to_object = work.object_lut[:n_part]
+        part_to_region = work.region_lut[part_to_object]
+        scores, areas_small = level_scores(
+            work.part, (np.arange(n_part, dtype=np.int32), part_to_object, part_to_region), evidence
         )
+        areas = tuple((a * float(f * f)).astype(np.float32) for a in areas_small)
 
         part = upsample_nearest(work.part, h, w)
-        if depth is not None and f > 1:
-            near = cv2.dilate(feats.depth_edge.view(np.uint8), np.ones((3, 3), np.uint8))
-            part = refine_by_depth(part, depth, upsample_nearest(near, h, w).view(bool), f, cfg)
-        obj = work.object_lut[part]
-        if work.object_holes.any():
-            obj = np.maximum(obj, upsample_nearest(work.object_holes, h, w))
-        region = work.region_lut[obj]
-        if work.region_holes.any():
-            region = np.maximum(region, upsample_nearest(work.region_holes, h, w))
         valid = depth > 0 if depth is not None else np.zeros((h, w), bool)
-        data = LabelMaps((part, obj, region), scores, areas, valid, has_depth=depth is not None)
+        luts = (np.arange(n_part, dtype=np.int32), part_to_object, part_to_region)
+        data = LabelMaps(part, luts, scores, areas, valid, has_depth=depth is not None)
         return ImageEmbedding(BACKEND, (h, w), data)

@@ -120,12 +120,11 @@ def objects_and_regions(
     flat = patch.ravel()
     use = np.flatnonzero(seeds.ravel() & (f.normals[..., 2] != 0).ravel())
     ids = flat[use]
-    pts = f.points.reshape(-1, 3)[use].astype(np.float64)
-    nrm = f.normals.reshape(-1, 3)[use].astype(np.float64)
+    pts = [f.points.reshape(-1, 3)[use, k] for k in range(3)]
     count = np.bincount(ids, minlength=n).astype(np.float64)
-    normal = np.stack([np.bincount(ids, nrm[:, k], n) for k in range(3)], 1)
-    centre = np.stack([np.bincount(ids, pts[:, k], n) for k in range(3)], 1)
-    sq = np.bincount(ids, np.einsum("ij,ij->i", pts, pts), n)
+    normal = np.stack([np.bincount(ids, f.normals.reshape(-1, 3)[use, k], n) for k in range(3)], 1)
+    centre = np.stack([np.bincount(ids, p, n) for p in pts], 1)
+    sq = np.bincount(ids, pts[0] * pts[0] + pts[1] * pts[1] + pts[2] * pts[2], n)
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     centre /= np.maximum(count, 1.0)[:, None]
     # RMS distance of a patch's points from its centroid: its size in metres (larger for a

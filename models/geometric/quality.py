@@ -43,31 +43,54 @@ def evidence_map(f: GeometricFeatures, colour_step: int) -> np.ndarray:
     return cv2.dilate(ev, np.ones((3, 3), np.uint8))
 
 
-def label_scores(labels: np.ndarray, n: int, evidence: np.ndarray, min_frac: float = 0.002) -> np.ndarray:
-    """(n,) float32 score of every label of an (h, w) int32 map (index 0, 'no label', scores 0)."""
-    sums = np.zeros(n, np.float64)
-    counts = np.zeros(n, np.float64)
-    for a, b, ea, eb in (
-        (labels[:, :-1], labels[:, 1:], evidence[:, :-1], evidence[:, 1:]),
-        (labels[:-1], labels[1:], evidence[:-1], evidence[1:]),
-    ):
-        diff = a != b
-        la, lb = a[diff], b[diff]
-        wgt = np.maximum(ea[diff], eb[diff]).astype(np.float64)
-        # a boundary with a sensor hole says nothing either way: it does not count
-        known = ((la != 0) & (lb != 0)).astype(np.float64)
-        for lab in (la, lb):
-            sums += np.bincount(lab, weights=wgt * known, minlength=n)
-            counts += np.bincount(lab, weights=known, minlength=n)
-    border = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
-    border_count = np.bincount(border, minlength=n)
-    sums += border_count * WEIGHT_BORDER
-    counts += border_count
-    support = np.where(counts > 0, sums / np.maximum(counts, 1) / 100.0, 0.0)
+def level_scores(
+    part: np.ndarray, luts: tuple[np.ndarray, ...], evidence: np.ndarray, min_frac: float = 0.002
+) -> tuple[tuple[np.ndarray, ...], tuple[np.ndarray, ...]]:
+    """Scores and areas of every label of every level, from the part map.
 
-    frac = np.bincount(labels.ravel(), minlength=n) / labels.size
-    small = np.sqrt(np.clip(frac / min_frac, 0.0, 1.0))
-    large = np.interp(frac, [0.25, 0.9], [1.0, 0.1])
-    score = support * small * large
-    score[0] = 0.0
-    return score.astype(np.float32)
+    Coarser levels are LUTs over part labels, and their boundaries are a subset of the part
+    boundaries, so the boundary pixel pairs are found once and relabelled per level.
+
+    Args:
+        part: (h, w) int32 part labels, 0 = none.
+        luts: per level, (n_part,) int32 level label of every part label (np.arange for parts).
+        evidence: (h, w) uint8 evidence_map.
+    Returns (scores, areas): per level, (n_level,) float32 scores in 0..1 (index 0 scores 0)
+    and (n_level,) float64 areas in pixels of this map.
+    """
+    pairs_a, pairs_b, weights = [], [], []
+    for a, b, ea, eb in (
+        (part[:, :-1], part[:, 1:], evidence[:, :-1], evidence[:, 1:]),
+        (part[:-1], part[1:], evidence[:-1], evidence[1:]),
+    ):
+        # a boundary with a sensor hole (label 0) says nothing either way: it does not count
+        diff = (a != b) & (a > 0) & (b > 0)
+        pairs_a.append(a[diff])
+        pairs_b.append(b[diff])
+        weights.append(np.maximum(ea[diff], eb[diff]))
+    la, lb = np.concatenate(pairs_a), np.concatenate(pairs_b)
+    wgt = np.concatenate(weights).astype(np.float64)
+    border = np.concatenate([part[0], part[-1], part[1:-1, 0], part[1:-1, -1]])
+    part_area = np.bincount(part.ravel(), minlength=len(luts[0])).astype(np.float64)
+
+    scores, areas = [], []
+    for lut in luts:
+        n = int(lut.max()) + 1
+        a, b = lut[la], lut[lb]
+        cut = a != b
+        a, b, w = a[cut], b[cut], wgt[cut]
+        sums = np.bincount(a, w, n) + np.bincount(b, w, n)
+        counts = (np.bincount(a, minlength=n) + np.bincount(b, minlength=n)).astype(np.float64)
+        edge = np.bincount(lut[border], minlength=n)
+        sums += edge * WEIGHT_BORDER
+        counts += edge
+        support = np.where(counts > 0, sums / np.maximum(counts, 1) / 100.0, 0.0)
+        area = np.bincount(lut, part_area, n)
+        frac = area / part.size
+        small = np.sqrt(np.clip(frac / min_frac, 0.0, 1.0))
+        large = np.interp(frac, [0.25, 0.9], [1.0, 0.1])
+        score = (support * small * large).astype(np.float32)
+        score[0] = 0.0
+        scores.append(score)
+        areas.append(area)
+    return tuple(scores), tuple(areas)

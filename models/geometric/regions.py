@@ -29,31 +29,28 @@ from models.geometric.graph import objects_and_regions
 
 @dataclass(frozen=True, eq=False)
 class WorkLabels:
-    """The three label maps at the working resolution (h, w), 0 = no label.
+    """The three label maps at the working resolution (h, w), as a part map and two LUTs.
 
     Attributes:
-        part: (h, w) int32 labels 1..n_part; 0 only on unfilled holes.
-        object_lut: (n_part + 1,) int32 object label of every part (object_lut[0] = 0).
-        region_lut: (n_object + 1,) int32 region label of every object.
-        object_holes: (h, w) int32, object label of holes filled at the object level (0 elsewhere).
-        region_holes: (h, w) int32, the same for the region level.
+        part: (h, w) int32 labels 1..n_part-1; 0 only where nothing could be said (no depth and
+            no colour patch).
+        object_lut: (n_part,) int32 object label of every part (object_lut[0] = 0).
+        region_lut: (n_object,) int32 region label of every object.
     """
 
     part: np.ndarray
     object_lut: np.ndarray
     region_lut: np.ndarray
-    object_holes: np.ndarray
-    region_holes: np.ndarray
 
     @property
     def object(self) -> np.ndarray:
-        """(h, w) int32 object map, holes filled at the object level included."""
-        return np.maximum(self.object_lut[self.part], self.object_holes)
+        """(h, w) int32 object map."""
+        return self.object_lut[self.part]
 
     @property
     def region(self) -> np.ndarray:
-        """(h, w) int32 region map, holes filled at the region level included."""
-        return np.maximum(self.region_lut[self.object], self.region_holes)
+        """(h, w) int32 region map."""
+        return self.region_lut[self.object]
 
 
 def _components(mask: np.ndarray) -> tuple[int, np.ndarray]:
@@ -75,8 +72,8 @@ def reassign(labels: np.ndarray, todo: np.ndarray, max_dist: float) -> np.ndarra
 
     One Euclidean distance transform with pixel labels (cv2.distanceTransformWithLabels) finds,
     for every pixel, its nearest labelled pixel; an edge band therefore splits along its medial
-    axis between the two components it separates. Which side a depth-edge pixel joins is
-    re-decided by depth at full resolution (upsample.refine_by_depth).
+    axis between the two components it separates; bands.snap_to_planes then moves band pixels
+    onto the surface they geometrically belong to.
 
     Args:
         labels: (h, w) int32, 0 = unlabelled. Not modified.
@@ -135,56 +132,6 @@ def _coarser_lut(
     present[0] = False
     renumber = np.cumsum(present).astype(np.int32) * present
     return int(present.sum()) + 1, renumber[lut]
-
-
-def _hole_fill(
-    holes: np.ndarray, part: np.ndarray, luts: tuple[np.ndarray, ...], max_area: int
-) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Enclosed holes per level.
-
-    A hole (4-connected component of unlabelled pixels) is enclosed at a level when it does not
-    touch the image border, is at most max_area pixels, and every labelled pixel 4-adjacent to it
-    has the same label at that level.
-
-    Args:
-        holes: (h, w) bool unlabelled pixels.
-        part: (h, w) int32 part labels.
-        luts: for each level, a LUT from part label to that level's label (identity for part).
-    Returns (hole component ids (h, w) int32, per level an LUT hole id -> filling label or 0).
-    """
-    n, comp, stats, _ = cv2.connectedComponentsWithStats(
-        holes.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
-    )
-    h, w = holes.shape
-    x, y, bw, bh, area = (stats[:, i] for i in range(5))
-    eligible = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area <= max_area)
-    eligible[0] = False
-    fills = [np.zeros(n, np.int32) for _ in luts]
-    if not eligible[1:].any():
-        return comp, fills
-    pairs_h, pairs_l = [], []
-    for a_h, b_l in (
-        (comp[:, :-1], part[:, 1:]),
-        (comp[:, 1:], part[:, :-1]),
-        (comp[:-1], part[1:]),
-        (comp[1:], part[:-1]),
-    ):
-        sel = (a_h > 0) & (b_l > 0)
-        pairs_h.append(a_h[sel])
-        pairs_l.append(b_l[sel])
-    hid = np.concatenate(pairs_h).astype(np.int64)
-    plab = np.concatenate(pairs_l)
-    keep = eligible[hid]
-    hid, plab = hid[keep], plab[keep]
-    for lut, fill in zip(luts, fills, strict=True):
-        lab = lut[plab].astype(np.int64)
-        codes = np.unique(hid * (int(lut.max()) + 1) + lab)
-        uh = codes // (int(lut.max()) + 1)
-        ul = codes % (int(lut.max()) + 1)
-        distinct = np.bincount(uh, minlength=n)
-        single = distinct[uh] == 1
-        fill[uh[single]] = ul[single]
-    return comp, fills
 
 
 def _grow(
@@ -250,42 +197,104 @@ def _parts_within(
     return n_part, part, lut
 
 
-def _join_by_colour(
-    part: np.ndarray, n_part: int, colour: np.ndarray, n_colour: int, rgb: np.ndarray, max_chroma: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Give colour patches (of depth holes) to the adjacent part of the same chromaticity.
-
-    Returns (part map with the joined patches filled in, colour map with them removed).
-    """
-    flat_rgb = rgb.reshape(-1, 3).astype(np.float64)
-
-    def chroma(labels: np.ndarray, n: int) -> np.ndarray:
-        sums = np.stack([np.bincount(labels.ravel(), flat_rgb[:, k], minlength=n) for k in range(3)], 1)
-        return sums / np.maximum(sums.sum(axis=1, keepdims=True), 1.0)
-
-    pairs = []
+def _adjacent_parts(
+    holes: np.ndarray, part: np.ndarray, n_part: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hole id, part label, shared boundary length) of every hole-part pair touching 4-wise."""
+    codes = []
     for a, b in (
-        (colour[:, :-1], part[:, 1:]),
-        (colour[:, 1:], part[:, :-1]),
-        (colour[:-1], part[1:]),
-        (colour[1:], part[:-1]),
+        (holes[:, :-1], part[:, 1:]),
+        (holes[:, 1:], part[:, :-1]),
+        (holes[:-1], part[1:]),
+        (holes[1:], part[:-1]),
     ):
         sel = (a > 0) & (b > 0)
-        pairs.append(a[sel].astype(np.int64) * n_part + b[sel])
-    if not any(p.size for p in pairs):
-        return part, colour
-    codes = np.unique(np.concatenate(pairs))
-    ci, pj = codes // n_part, codes % n_part
-    dist = np.abs(chroma(colour, n_colour)[ci] - chroma(part, n_part)[pj]).sum(axis=1)
-    order = np.lexsort((dist, ci))
-    first = np.ones(order.size, bool)
-    first[1:] = ci[order][1:] != ci[order][:-1]
-    best = order[first]
-    ok = dist[best] < max_chroma
-    target = np.zeros(n_colour, np.int32)
-    target[ci[best][ok]] = pj[best][ok]
-    fill = target[colour]
-    return np.maximum(part, fill), colour * (fill == 0)
+        codes.append(a[sel].astype(np.int64) * n_part + b[sel])
+    uniq, count = np.unique(np.concatenate(codes), return_counts=True)
+    return uniq // n_part, (uniq % n_part).astype(np.int32), count
+
+
+def _fill_holes(
+    part: np.ndarray,
+    n_part: int,
+    object_lut: np.ndarray,
+    region_lut: np.ndarray,
+    f: GeometricFeatures,
+    cfg: GeometricConfig,
+    min_px: int,
+    hole_max_px: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Label the pixels without depth (part == 0). Returns (part, object_lut, region_lut).
+
+    1. A hole that does not touch the image border, is at most hole_max_px pixels and is
+       surrounded by a single object joins that object (its part sharing the longest boundary):
+       sensor holes inside an object are part of it.
+    2. What remains is split into patches of uniform colour. A patch whose chromaticity matches
+       an adjacent part joins it (a dark or grazing face that returned no depth, next to the rest
+       of its object); the others become labels of their own at every level (so the levels still
+       nest), and a click on a black screen or a window still returns that patch.
+    3. Colour-edge pixels left in holes go to the nearest label up to 2 pixels away.
+    """
+    h, w = part.shape
+    n_holes, holes, stats, _ = cv2.connectedComponentsWithStats(
+        (part == 0).view(np.uint8), connectivity=4, ltype=cv2.CV_32S
+    )
+    x, y, bw, bh, area = (stats[:, k] for k in range(5))
+    hid, plab, shared = _adjacent_parts(holes, part, n_part)
+    if hid.size:
+        obj = object_lut[plab].astype(np.int64)
+        lo = np.full(n_holes, np.iinfo(np.int64).max)
+        hi = np.full(n_holes, -1, np.int64)
+        np.minimum.at(lo, hid, obj)
+        np.maximum.at(hi, hid, obj)
+        inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area <= hole_max_px) & (lo == hi)
+        inner[0] = False
+        order = np.lexsort((-shared, hid))
+        first = np.ones(order.size, bool)
+        first[1:] = hid[order][1:] != hid[order][:-1]
+        fill = np.zeros(n_holes, np.int32)
+        fill[hid[order][first]] = plab[order][first]
+        fill *= inner
+        part = np.maximum(part, fill[holes])
+
+    rest = part == 0
+    if not rest.any():
+        return part, object_lut, region_lut
+    n_c, colour = _components(rest & (f.colour_step < cfg.colour_step))
+    if n_c > 1:
+        cid, plab, _ = _adjacent_parts(colour, part, n_part)
+        if cid.size:
+            # chromaticity of the colour patches and of the parts right next to them
+            near = cv2.dilate(rest.view(np.uint8), np.ones((7, 7), np.uint8)).view(bool)
+            rgb = f.rgb.reshape(-1, 3)
+            idx = np.flatnonzero(near)
+            labels_c, labels_p = colour.ravel()[idx], part.ravel()[idx]
+            sum_c = np.stack([np.bincount(labels_c, rgb[idx, k], n_c) for k in range(3)], 1)
+            sum_p = np.stack([np.bincount(labels_p, rgb[idx, k], n_part) for k in range(3)], 1)
+            chroma_c = sum_c / np.maximum(sum_c.sum(1, keepdims=True), 1.0)
+            chroma_p = sum_p / np.maximum(sum_p.sum(1, keepdims=True), 1.0)
+            dist = np.abs(chroma_c[cid] - chroma_p[plab]).sum(axis=1)
+            order = np.lexsort((dist, cid))
+            first = np.ones(order.size, bool)
+            first[1:] = cid[order][1:] != cid[order][:-1]
+            best = order[first]
+            target = np.zeros(n_c, np.int32)
+            ok = dist[best] < cfg.merge_chroma
+            target[cid[best][ok]] = plab[best][ok]
+            joined = target[colour]
+            part = np.maximum(part, joined)
+            colour = colour * (joined == 0)
+        size = np.bincount(colour.ravel(), minlength=n_c)
+        keep = size >= min_px
+        keep[0] = False
+        n_c, colour = _compact(colour * keep[colour], n_c)
+    if n_c > 1:
+        new = np.arange(1, n_c, dtype=np.int32)
+        part = np.where(colour > 0, colour + (n_part - 1), part).astype(np.int32)
+        object_lut = np.concatenate([object_lut, new + int(object_lut.max())])
+        region_lut = np.concatenate([region_lut, new + int(region_lut.max())])
+    part = reassign(part, rest & (part == 0), 2.0)
+    return part, object_lut, region_lut
 
 
 def build_work_labels(
@@ -316,39 +325,8 @@ def build_work_labels(
         _, region_lut = _coarser_lut(object_map, n_obj, region_core, object_seeds)
     n_part, part, object_lut = _parts_within(part, n_part, part_seeds, object_map, valid)
 
-    holes = part == 0
-    obj_holes = np.zeros_like(part)
-    reg_holes = np.zeros_like(part)
-    if holes.any() and f.has_depth:
-        part_to_region = region_lut[object_lut]
-        identity = np.arange(n_part, dtype=np.int32)
-        comp, (fill_p, fill_o, fill_r) = _hole_fill(
-            holes, part, (identity, object_lut, part_to_region), hole_max_px
+    if f.has_depth and not valid.all():
+        part, object_lut, region_lut = _fill_holes(
+            part, n_part, object_lut, region_lut, f, cfg, min_px, hole_max_px
         )
-        part = np.maximum(part, fill_p[comp])
-        obj_holes = fill_o[comp] * (fill_p[comp] == 0)
-        reg_holes = fill_r[comp] * (fill_o[comp] == 0) * (fill_p[comp] == 0)
-        # What stays unlabelled has no depth to go by: split it into patches of uniform colour.
-        # A patch whose chromaticity matches an adjacent part joins it (a dark or grazing face
-        # that returned no depth, next to the rest of its object); the others become labels of
-        # their own, so a click on a black screen or a window still returns that patch.
-        rest = (part == 0) & (reg_holes == 0) & (obj_holes == 0)
-        if rest.any():
-            n_c, colour = _components(rest & (f.colour_step < cfg.colour_step))
-            if n_c > 1:
-                part, colour = _join_by_colour(part, n_part, colour, n_c, f.rgb, cfg.merge_chroma)
-                size = np.bincount(colour.ravel(), minlength=n_c)
-                keep = size >= min_px
-                keep[0] = False
-                colour = colour * keep[colour]
-                n_c, colour = _compact(colour, n_c)
-            if n_c > 1:
-                # one new label per colour patch at every level, so the levels still nest
-                new = np.arange(1, n_c, dtype=np.int32)
-                part = np.where(colour > 0, colour + (n_part - 1), part).astype(np.int32)
-                object_lut = np.concatenate([object_lut, new + int(object_lut.max())])
-                region_lut = np.concatenate([region_lut, new + int(region_lut.max())])
-                n_part += n_c - 1
-            # colour-edge pixels inside holes: to the nearest label, if close
-            part = reassign(part, rest & (part == 0), 2.0)
-    return WorkLabels(part, object_lut, region_lut, obj_holes.astype(np.int32), reg_holes.astype(np.int32))
+    return WorkLabels(part, object_lut, region_lut)
