@@ -57,6 +57,7 @@ class Reassembler:
         self._max_chunk = max_chunk
         self._max_partial = max_partial
         self._partial: OrderedDict[int, tuple[int, list[bytes]]] = OrderedDict()
+        self._refused: set[int] = set()
         self.dropped = 0  # unfinished messages given up (newer ones arrived, or a bad chunk)
 
     def feed(self, data: bytes | str) -> bytes | str | None:
@@ -74,7 +75,12 @@ class Reassembler:
             raise ProtocolError(
                 ErrorCode.MALFORMED, f"chunk {index} of {count} ({len(data)} bytes) is not valid"
             )
-        if count * (self._max_chunk - _CHUNK.size) > self._max_message_bytes + self._max_chunk:
+        if mid in self._refused:  # the rest of a message already refused: one error is enough
+            if index + 1 == count:
+                self._refused.discard(mid)
+            return None
+        if (count - 1) * (self._max_chunk - _CHUNK.size) >= self._max_message_bytes:  # smallest it can be
+            self._refuse(mid, index, count)
             raise ProtocolError(
                 ErrorCode.TOO_LARGE,
                 f"a message of {count} chunks exceeds the limit of {self._max_message_bytes} bytes",
@@ -91,6 +97,7 @@ class Reassembler:
         if entry is None or entry[0] != count or len(entry[1]) != index:
             self._partial.pop(mid, None)
             self.dropped += 1
+            self._refuse(mid, index, count)
             raise ProtocolError(
                 ErrorCode.MALFORMED, f"chunk {index} of message {mid} arrived out of order or alone"
             )
@@ -105,3 +112,10 @@ class Reassembler:
                 f"message of {len(message)} bytes exceeds the limit of {self._max_message_bytes}",
             )
         return message
+
+    def _refuse(self, mid: int, index: int, count: int) -> None:
+        """Skip the remaining chunks of message mid silently (bounded: a few ids at most)."""
+        if index + 1 < count:
+            self._refused.add(mid)
+            while len(self._refused) > 4 * self._max_partial:
+                self._refused.pop()

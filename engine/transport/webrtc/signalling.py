@@ -96,6 +96,14 @@ class WebRTCTransport:
         except ProtocolError as exc:
             return _error(401 if exc.code == ErrorCode.UNAUTHORIZED else 400, exc.code, exc.message)
         resumed = hello.session_id is not None
+        if not offer.sdp.startswith("v=0") or "\nm=application " not in offer.sdp:
+            if not resumed:
+                await self.engine.close_session(session)
+            return _error(
+                400,
+                ErrorCode.MALFORMED,
+                "offer SDP has no data channel section: create the 'xrseg' data channel before createOffer",
+            )
         old = self.peers.pop(session.session_id, None)
         if old is not None:
             await old.close("replaced by a new connection of the same session")
