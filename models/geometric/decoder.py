@@ -62,7 +62,10 @@ class GeometricDecoder:
         neg = [self._snap(maps, x, y) for (x, y), lab in zip(coords, point_labels, strict=True) if lab != 1]
         box = self._box(prompt.box, h, w)
 
-        masks = np.zeros((len(GRANULARITIES), h, w), bool)
+        # Which part labels each returned mask takes (a bit per mask), then one gather over the
+        # part map renders all masks at once.
+        n_part = len(maps.luts[0])
+        bits = np.zeros(n_part, np.uint8)
         scores = np.zeros(len(GRANULARITIES), np.float32)
         for level in range(len(GRANULARITIES)):
             chosen = self._point_labels(maps, level, pos, neg)
@@ -70,7 +73,16 @@ class GeometricDecoder:
                 chosen += self._box_labels(maps, level, box, neg)
             if prompt.mask is not None:
                 chosen += self._mask_labels(maps, level, np.asarray(prompt.mask, bool), neg)
-            masks[level], scores[level] = self._render(maps, chosen, box)
+            parts, scores[level] = self._select(maps, chosen)
+            bits[parts] |= np.uint8(1 << level)
+        bits[0] = 0
+        code = bits[maps.part]
+        masks = np.stack([(code & np.uint8(1 << level)) > 0 for level in range(len(GRANULARITIES))])
+        if box is not None:
+            r0, r1, c0, c1 = box
+            for level in range(len(GRANULARITIES)):
+                n = int(masks[level].sum())
+                scores[level] *= float(masks[level, r0:r1, c0:c1].sum()) / n if n else 0.0
         if not prompt.multimask:
             best = int(np.argmax(scores))
             return MaskPrediction(masks[best : best + 1], scores[best : best + 1], (GRANULARITIES[best],))
@@ -154,23 +166,13 @@ class GeometricDecoder:
     # ------------------------------------------------------------------ labels -> mask
 
     @staticmethod
-    def _render(maps: LabelMaps, chosen: list[tuple[int, int]], box) -> tuple[np.ndarray, np.float32]:
-        h, w = maps.size
-        if not chosen:
-            return np.zeros((h, w), bool), np.float32(0.0)
-        by_level: dict[int, list[int]] = {}
-        for lev, label in dict.fromkeys(chosen):
-            by_level.setdefault(lev, []).append(label)
-        mask = np.zeros((h, w), bool)
+    def _select(maps: LabelMaps, chosen: list[tuple[int, int]]) -> tuple[np.ndarray, np.float32]:
+        """(bool (n_part,) parts making up the chosen labels, area-weighted mean score)."""
+        parts = np.zeros(len(maps.luts[0]), bool)
         total, weighted = 0.0, 0.0
-        for lev, labels in by_level.items():
-            mask |= maps.mask(lev, np.array(labels))
-            area = maps.areas[lev][labels].astype(np.float64)
-            total += float(area.sum())
-            weighted += float((area * maps.scores[lev][labels]).sum())
-        score = weighted / total if total > 0 else 0.0
-        if box is not None:
-            r0, r1, c0, c1 = box
-            n = int(mask.sum())
-            score *= float(mask[r0:r1, c0:c1].sum()) / n if n else 0.0
-        return mask, np.float32(score)
+        for lev, label in dict.fromkeys(chosen):
+            parts |= maps.luts[lev] == label
+            area = float(maps.areas[lev][label])
+            total += area
+            weighted += area * float(maps.scores[lev][label])
+        return parts, np.float32(weighted / total if total > 0 else 0.0)

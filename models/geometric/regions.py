@@ -170,46 +170,53 @@ def _grow(
     return n, labels, seeds
 
 
-def _parts_within(
-    part: np.ndarray, n_part: int, seeds: np.ndarray, obj: np.ndarray, valid: np.ndarray
+def _parts_in(
+    object_map: np.ndarray, part_core: np.ndarray, valid: np.ndarray, min_px: int, cfg: GeometricConfig
 ) -> tuple[int, np.ndarray, np.ndarray]:
-    """Make every part lie inside one object.
+    """Parts: components of the part core, every other pixel joining its nearest one, split by
+    object so that every part lies in exactly one object.
 
-    Parts were grown without looking at objects, so an edge pixel can join a part of the
-    neighbouring object. Each part belongs to the object under its seed pixels; pixels whose
-    part disagrees with their own object are regrouped into new parts, one per 4-connected
-    piece and object. Returns (count incl. 0, part labels, object LUT over parts).
+    Returns (count incl. 0, (h, w) int32 part labels, (count,) int32 object of every part).
     """
-    lut = np.zeros(n_part, np.int32)
-    lut[part[valid]] = obj[valid]
-    lut[part[seeds]] = obj[seeds]
-    lut[0] = 0
-    conflict = valid & (lut[part] != obj)
-    if conflict.any():
-        n_c, pieces = _components(conflict)
-        rows, cols = np.nonzero(conflict)
-        key = pieces[rows, cols].astype(np.int64) * (int(obj.max()) + 1) + obj[rows, cols]
-        uniq, inverse = np.unique(key, return_inverse=True)
-        part = part.copy()
-        part[rows, cols] = n_part + inverse.astype(np.int32)
-        lut = np.concatenate([lut, (uniq % (int(obj.max()) + 1)).astype(np.int32)])
-        n_part += uniq.size
-    return n_part, part, lut
+    n, cc = _components(part_core)
+    area = np.bincount(cc.ravel(), minlength=n)
+    small = area < min_px
+    small[0] = False
+    if small.any():
+        cc[small[cc]] = 0
+    cc = reassign(cc, valid & (cc == 0), cfg.reassign_max_px)
+    key = object_map.astype(np.int64) * (n + 1) + cc
+    key[object_map == 0] = 0
+    present = np.bincount(key.ravel()) > 0
+    present[0] = False
+    renumber = (np.cumsum(present) * present).astype(np.int32)
+    object_lut = np.concatenate([[0], np.flatnonzero(present) // (n + 1)]).astype(np.int32)
+    return len(object_lut), renumber[key], object_lut
 
 
 def _adjacent_parts(
     holes: np.ndarray, part: np.ndarray, n_part: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hole id, part label, shared boundary length) of every hole-part pair touching 4-wise."""
+    """(hole id, part label, shared boundary length) of every hole-part pair touching 4-wise.
+
+    O(hole pixels): only the hole pixels' four neighbours are read.
+    """
+    h, w = part.shape
+    idx = np.flatnonzero(holes)
+    if idx.size == 0:
+        empty = np.zeros(0, np.int64)
+        return empty, empty.astype(np.int32), empty
+    padded = np.zeros((h + 2, w + 2), np.int32)
+    padded[1:-1, 1:-1] = part
+    flat = padded.ravel()
+    rows, cols = np.divmod(idx, w)
+    centre = (rows + 1) * (w + 2) + cols + 1
+    hole_ids = holes.ravel()[idx].astype(np.int64)
     codes = []
-    for a, b in (
-        (holes[:, :-1], part[:, 1:]),
-        (holes[:, 1:], part[:, :-1]),
-        (holes[:-1], part[1:]),
-        (holes[1:], part[:-1]),
-    ):
-        sel = (a > 0) & (b > 0)
-        codes.append(a[sel].astype(np.int64) * n_part + b[sel])
+    for off in (1, -1, w + 2, -(w + 2)):
+        nb = flat[centre + off]
+        sel = nb > 0
+        codes.append(hole_ids[sel] * n_part + nb[sel])
     uniq, count = np.unique(np.concatenate(codes), return_counts=True)
     return uniq // n_part, (uniq % n_part).astype(np.int32), count
 
@@ -233,7 +240,7 @@ def _fill_holes(
        an adjacent part joins it (a dark or grazing face that returned no depth, next to the rest
        of its object); the others become labels of their own at every level (so the levels still
        nest), and a click on a black screen or a window still returns that patch.
-    3. Colour-edge pixels left in holes go to the nearest label up to 2 pixels away.
+    3. Colour-edge pixels left in holes take a labelled 4-neighbour's label (up to 2 pixels in).
     """
     h, w = part.shape
     n_holes, holes, stats, _ = cv2.connectedComponentsWithStats(
@@ -293,7 +300,20 @@ def _fill_holes(
         part = np.where(colour > 0, colour + (n_part - 1), part).astype(np.int32)
         object_lut = np.concatenate([object_lut, new + int(object_lut.max())])
         region_lut = np.concatenate([region_lut, new + int(region_lut.max())])
-    part = reassign(part, rest & (part == 0), 2.0)
+    # colour-edge pixels left in holes take a labelled 4-neighbour's label (two sweeps)
+    for _ in range(2):
+        left = np.flatnonzero(rest.ravel() & (part.ravel() == 0))
+        if left.size == 0:
+            break
+        padded = np.zeros((h + 2, w + 2), np.int32)
+        padded[1:-1, 1:-1] = part
+        flat = padded.ravel()
+        rows, cols = np.divmod(left, w)
+        centre = (rows + 1) * (w + 2) + cols + 1
+        got = np.zeros(left.size, np.int32)
+        for off in (1, -1, w + 2, -(w + 2)):
+            np.maximum(got, flat[centre + off], out=got)
+        part.ravel()[left] = got
     return part, object_lut, region_lut
 
 
@@ -302,9 +322,10 @@ def build_work_labels(
 ) -> WorkLabels:
     """Label maps at the features' resolution.
 
-    Parts are components of the part core grown over every valid pixel; with depth, objects
-    and regions are components of the patch graph over them (graph.py); without depth, of the
-    coarser colour cores. Parts are then split where they cross an object boundary.
+    With depth, objects and regions are components of the patch graph (graph.py) over pieces
+    (surfaces bounded by depth edges, concave creases and strong colour edges); without depth,
+    components of the coarser colour cores. Parts are components of the part core, split by
+    object, so every part lies in one object.
 
     Args:
         f: edge evidence (features.compute_features) at the working resolution.
@@ -315,7 +336,6 @@ def build_work_labels(
     part_core, object_core, region_core = _cores(f, cfg)
     valid = f.valid if f.has_depth else np.ones(part_core.shape, bool)
 
-    n_part, part, part_seeds = _grow(part_core, valid, min_px, cfg, f)
     if f.has_depth:
         piece_core = object_core & (f.colour_step < cfg.colour_step)
         n_pieces, pieces, piece_seeds = _grow(piece_core, valid, min_px, cfg, f, snap=True)
@@ -323,7 +343,7 @@ def build_work_labels(
     else:
         n_obj, object_map, object_seeds = _grow(object_core, valid, min_px, cfg, f)
         _, region_lut = _coarser_lut(object_map, n_obj, region_core, object_seeds)
-    n_part, part, object_lut = _parts_within(part, n_part, part_seeds, object_map, valid)
+    n_part, part, object_lut = _parts_in(object_map, part_core, valid, min_px, cfg)
 
     if f.has_depth and not valid.all():
         part, object_lut, region_lut = _fill_holes(
