@@ -5,7 +5,8 @@
         result = await client.prompt(Prompt(prompt_id=1, frame_id=frame.frame_id, points=(PointPrompt(320, 240),)))
 
 `prompt` resolves with the SegmentationResult, or raises EngineError with the engine's error
-code. Depends only on engine.core and engine.protocol (the message schema).
+code. Results nobody waits for (tracking updates, dwell selections of a gaze stream) arrive on
+`next_result()`. Depends only on engine.core and engine.protocol (the message schema).
 """
 
 from __future__ import annotations
@@ -19,14 +20,18 @@ from websockets.exceptions import ConnectionClosed
 
 from engine.core import Prompt, RGBDFrame, SegmentationResult
 from engine.protocol import (
+    AnswerMode,
+    Cancel,
     DepthCodec,
     ErrorCode,
     ErrorMessage,
+    EverythingRequest,
     Hello,
     ImageCodec,
     Message,
     Ping,
     PromptMessage,
+    ResultKind,
     ResultMessage,
     SessionStats,
     StatsMessage,
@@ -55,6 +60,8 @@ class TimedResult:
     result: SegmentationResult
     sent: float
     received: float
+    kind: ResultKind = ResultKind.ANSWER
+    mapping: str = "identity"
 
     @property
     def latency_ms(self) -> float:
@@ -69,6 +76,7 @@ class XrsegClient:
         self.welcome = welcome
         self._pending: dict[int, tuple[asyncio.Future[TimedResult], float]] = {}
         self._errors: asyncio.Queue[ErrorMessage] = asyncio.Queue(maxsize=256)
+        self._streamed: asyncio.Queue[TimedResult] = asyncio.Queue(maxsize=256)
         self._stats: SessionStats | None = None
         self._stats_event = asyncio.Event()
         self._reader = asyncio.create_task(self._read(), name="xrseg-client-reader")
@@ -97,13 +105,32 @@ class XrsegClient:
         """Send bytes as they are (tests of the engine's input checks use this)."""
         await self._ws.send(data)
 
-    def prompt_nowait(self, prompt: Prompt) -> asyncio.Future[TimedResult]:
-        """Send a prompt; the returned future resolves when its result (or error) arrives."""
+    def prompt_nowait(
+        self, prompt: Prompt, track: bool = False, everything: EverythingRequest | None = None
+    ) -> asyncio.Future[TimedResult]:
+        """Send a prompt; the returned future resolves when its result (or error) arrives.
+
+        track: the engine then streams this object's mask on every new frame (`next_result`)
+        until `cancel(prompt.prompt_id)`. everything: answer with every mask of the frame.
+        """
         future: asyncio.Future[TimedResult] = asyncio.get_running_loop().create_future()
         sent = time.time()
         self._pending[prompt.prompt_id] = (future, sent)
-        asyncio.ensure_future(self._send_prompt(prompt, future))
+        asyncio.ensure_future(self._send_prompt(PromptMessage(prompt, track, AnswerMode.NOW, everything), future))
         return future
+
+    async def send_gaze(self, prompt: Prompt) -> None:
+        """Stream gaze samples (answer mode "dwell"): no reply unless a dwell selection completes,
+        which then arrives on `next_result` with kind "dwell" and this prompt's id."""
+        await self._ws.send(encode_message(PromptMessage(prompt, answer=AnswerMode.DWELL)))
+
+    async def cancel(self, prompt_id: int | None = None) -> None:
+        """Stop tracking the object of prompt_id (None: all of this session's tracked objects)."""
+        await self._ws.send(encode_message(Cancel(prompt_id)))
+
+    async def next_result(self, timeout: float = 10.0) -> TimedResult:
+        """The next result no `prompt` call is waiting for (tracking updates, dwell selections)."""
+        return await asyncio.wait_for(self._streamed.get(), timeout)
 
     async def prompt(self, prompt: Prompt, timeout: float = 30.0) -> SegmentationResult:
         return (await asyncio.wait_for(self.prompt_nowait(prompt), timeout)).result
@@ -132,9 +159,9 @@ class XrsegClient:
                 future.set_exception(ConnectionError("connection closed before the result arrived"))
         self._pending.clear()
 
-    async def _send_prompt(self, prompt: Prompt, future: asyncio.Future[TimedResult]) -> None:
+    async def _send_prompt(self, message: PromptMessage, future: asyncio.Future[TimedResult]) -> None:
         try:
-            await self._ws.send(encode_message(PromptMessage(prompt)))
+            await self._ws.send(encode_message(message))
         except ConnectionClosed as exc:
             if not future.done():
                 future.set_exception(ConnectionError(f"connection closed: {exc}"))
@@ -155,7 +182,11 @@ class XrsegClient:
             case ResultMessage(result=result):
                 entry = self._pending.pop(result.prompt_id, None)
                 if entry is not None and not entry[0].done():
-                    entry[0].set_result(TimedResult(result, entry[1], now))
+                    entry[0].set_result(TimedResult(result, entry[1], now, msg.kind, msg.mapping))
+                else:
+                    if self._streamed.full():
+                        self._streamed.get_nowait()  # bounded: the oldest unread update goes
+                    self._streamed.put_nowait(TimedResult(result, now, now, msg.kind, msg.mapping))
             case ErrorMessage(ref_id=ref_id) if ref_id in self._pending:
                 future, _ = self._pending.pop(ref_id)
                 if not future.done():

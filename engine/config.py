@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.dwell import DwellConfig
+from engine.everything import EverythingConfig
 from engine.lift import LiftConfig
+from engine.mapping import MappingConfig
+from engine.masks import MaskCleanConfig
 from engine.protocol import Limits
+from engine.scheduler import KeyframeConfig
+from engine.tracking import TrackingConfig
 
 
 @dataclass(frozen=True)
@@ -17,12 +23,20 @@ class EngineConfig:
         tokens: session tokens accepted in Hello; empty means "accept any" (local demos only).
         model: registry name of the segmentation backend (`xrseg models list`).
         checkpoint: weights file for backends that need one.
-        workers: threads for image decode, encode, decode and lift, shared by all sessions.
+        workers: threads for image decode, prompt decode, mapping, cleaning and lift, shared by all
+            sessions; keyframe encodes run on one more thread of their own (engine/scheduler.py).
         frame_window: frames a session keeps (undecoded) so prompts can refer to recent ones;
             newer frames push out older ones, and those never used are counted as dropped.
         prompt_queue: prompts a session may have waiting; the oldest is dropped (and reported)
             when a new one arrives on a full queue.
         session_linger_s: how long a disconnected session waits to be resumed before it is freed.
+        keyframes: when frames are encoded and how the encoder batches (engine/scheduler.py).
+        mapping: prompt and mask mapping between frames (engine/mapping.py).
+        clean_masks: clean every decoded mask (islands, holes, depth edges) before the lift.
+        mask_clean: the cleaning's settings (engine/masks/clean.py).
+        everything: the point-grid automatic masks (engine/everything.py).
+        gaze: fixation thresholds and speculative decoding (engine/dwell.py).
+        tracking: tracked objects per session and when to distrust a decode (engine/tracking.py).
     """
 
     host: str = "127.0.0.1"
@@ -38,3 +52,10 @@ class EngineConfig:
     hello_timeout_s: float = 10.0
     limits: Limits = field(default_factory=Limits)
     lift: LiftConfig = field(default_factory=LiftConfig)
+    keyframes: KeyframeConfig = field(default_factory=KeyframeConfig)
+    mapping: MappingConfig = field(default_factory=MappingConfig)
+    clean_masks: bool = True
+    mask_clean: MaskCleanConfig = field(default_factory=MaskCleanConfig)
+    everything: EverythingConfig = field(default_factory=EverythingConfig)
+    gaze: DwellConfig = field(default_factory=DwellConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)

@@ -1,4 +1,4 @@
-"""The Engine: one model, one worker pool, many isolated sessions.
+"""The Engine: one model, one worker pool, one keyframe encoder, many isolated sessions.
 
 Transports (engine/transport/*) authenticate clients through `open_session`, feed the session
 they get, and call `detach` when their connection ends. A detached session lingers so a client
@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from engine.config import EngineConfig
 from engine.protocol import ErrorCode, Hello, ProtocolError
+from engine.scheduler import KeyframeEncoder
 from engine.session import Session, SessionContext
 from models.interfaces import SegmentationModel
 from models.registry import ModelSpec, build_model
@@ -31,6 +32,8 @@ class Engine:
         self.config = config
         self._model = model
         self._executor: ThreadPoolExecutor | None = None
+        self._encoder_executor: ThreadPoolExecutor | None = None
+        self._encoder: KeyframeEncoder | None = None
         self._context: SessionContext | None = None
         self._sessions: dict[str, Session] = {}
         self._reaper: asyncio.Task[None] | None = None
@@ -40,9 +43,14 @@ class Engine:
             spec = ModelSpec(self.config.model, self.config.checkpoint, self.config.device)
             self._model = await asyncio.to_thread(build_model, spec)
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="xrseg-worker")
-        self._context = SessionContext(self._model, self._executor, self.config)
+        # Keyframe encodes get a thread of their own so a long encode never holds up a prompt's decode.
+        self._encoder_executor = ThreadPoolExecutor(1, thread_name_prefix="xrseg-encoder")
+        self._encoder = KeyframeEncoder(self._model, self._encoder_executor, self.config.keyframes)
+        self._encoder.start()
+        self._context = SessionContext(self._model, self._executor, self.config, self._encoder)
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
-        log.info("engine started: model=%s workers=%d", self._model.name, self.config.workers)
+        log.info("engine started: model=%s workers=%d keyframes=%s", self._model.name, self.config.workers,
+                 self.config.keyframes.policy)
 
     async def stop(self) -> None:
         if self._reaper is not None:
@@ -51,9 +59,13 @@ class Engine:
         for session in list(self._sessions.values()):
             await session.close()
         self._sessions.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, cancel_futures=True)
-            self._executor = None
+        if self._encoder is not None:
+            await self._encoder.stop()
+            self._encoder = None
+        for executor in (self._executor, self._encoder_executor):
+            if executor is not None:
+                executor.shutdown(wait=True, cancel_futures=True)
+        self._executor = self._encoder_executor = None
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -67,6 +79,13 @@ class Engine:
         if self._model is None:
             raise RuntimeError("engine not started")
         return self._model
+
+    @property
+    def encoder(self) -> KeyframeEncoder:
+        """The engine-wide keyframe encoder (its `stats` show batching)."""
+        if self._encoder is None:
+            raise RuntimeError("engine not started")
+        return self._encoder
 
     @property
     def sessions(self) -> dict[str, Session]:

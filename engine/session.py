@@ -1,30 +1,46 @@
-"""One client's stream: its recent frames, its embedding, its prompts, its counters.
+"""One client's stream: its recent frames, its keyframe, its prompts, gaze and tracked objects.
 
 A Session is transport-agnostic. A transport hands it parsed envelopes (`receive`) or frames
 that arrived by other means (`offer_frame`, e.g. a WebRTC video track) and gives it one
-coroutine to send typed messages back. Sessions share only the read-only model and the worker
-pool, so one failing session never affects another.
+coroutine to send typed messages back. Sessions share only the read-only model, the worker pool
+and the engine's keyframe encoder, so one failing session never affects another.
 
-Newest frame wins: frames are kept undecoded in a small window; a prompt decodes only the frame
-it refers to (or the newest one), and frames pushed out of the window unused are counted as
-dropped. Prompts wait in a bounded queue; on overflow the oldest is dropped with an error.
+Newest frame wins: frames are kept undecoded in a small window; a frame is decoded only when a
+prompt, a tracking step or a keyframe encode needs it, and frames pushed out of the window
+unused are counted as dropped. Prompts wait in a bounded queue; on overflow the oldest is dropped
+with an error.
+
+The work loop runs one item at a time, in priority order: prompts (the user is waiting), then a
+speculative decode at a gaze fixation (engine/dwell.py), then one tracking step on the newest
+frame (engine/tracking.py). Prompts are answered from the session's keyframe, whatever frame it
+is (engine/pipeline.py maps prompt and masks between the two); they wait for the encoder only
+when there is no keyframe or it cannot see what the prompt points at. Keyframes are refreshed in
+the background when the camera moved, the image changed or the embedding aged
+(engine/scheduler.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import OrderedDict, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Executor
 from dataclasses import dataclass, replace
+from typing import Any, TypeVar
+
+import numpy as np
 
 from engine.config import EngineConfig
-from engine.core import Prompt, RGBDFrame, SegmentationResult, StageTimestamps
-from engine.pipeline import answer_prompt, encode_keyframe
+from engine.core import MaskCandidate, Pose, Prompt, RGBDFrame, RLEMask, StageTimestamps
+from engine.dwell import GazeState, Speculation, SpeculationRequest
+from engine.mapping import FrameMapping
+from engine.pipeline import Answer, Pipeline, prompt_input
 from engine.protocol import (
-    Bye,
+    AnswerMode,
+    Cancel,
     Envelope,
     ErrorCode,
     ErrorMessage,
@@ -35,27 +51,38 @@ from engine.protocol import (
     Pong,
     PromptMessage,
     ProtocolError,
+    ResultKind,
     ResultMessage,
     SessionStats,
     StatsMessage,
     check_frame,
     decode_envelope,
 )
-from models.interfaces import ImageEmbedding, ModelError, SegmentationModel
+from engine.scheduler import Keyframe, KeyframeEncoder, KeyframePolicy, KeyframeReason, KeyframeRef, keyframe_reason, thumbnail
+from engine.tracking import TrackState, track_step
+from models.interfaces import ModelError, PromptInput, SegmentationModel
 
 log = logging.getLogger(__name__)
 
 SendFn = Callable[[Message], Awaitable[None]]
+T = TypeVar("T")
 
 
 class PendingFrame:
-    """A frame as it arrived: decoded at most once, and only if a prompt needs it."""
+    """A frame as it arrived: decoded at most once (thread-safe), and only if something needs it.
 
-    def __init__(self, frame_id: int, decode: Callable[[], RGBDFrame], received: float) -> None:
+    pose is known from the header without decoding, so the keyframe scheduler can see camera
+    motion on every frame for free.
+    """
+
+    def __init__(self, frame_id: int, decode: Callable[[], RGBDFrame], received: float, pose: Pose | None = None) -> None:
         self.frame_id = frame_id
         self.received = received
+        self.pose = pose
+        self.on_decode: Callable[[], None] | None = None
         self._decode = decode
         self._frame: RGBDFrame | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def from_envelope(cls, env: Envelope, config: EngineConfig, received: float) -> PendingFrame:
@@ -67,11 +94,11 @@ class PendingFrame:
             assert isinstance(msg, FrameMessage)
             return msg.frame
 
-        return cls(header.frame_id, decode, received)
+        return cls(header.frame_id, decode, received, header.pose)
 
     @classmethod
     def from_frame(cls, frame: RGBDFrame, received: float) -> PendingFrame:
-        pending = cls(frame.frame_id, lambda: frame, received)
+        pending = cls(frame.frame_id, lambda: frame, received, frame.pose)
         pending._frame = frame
         return pending
 
@@ -81,17 +108,33 @@ class PendingFrame:
 
     def frame(self) -> RGBDFrame:
         if self._frame is None:
-            self._frame = self._decode()
+            with self._lock:
+                if self._frame is None:
+                    self._frame = self._decode()
+                    if self.on_decode is not None:
+                        self.on_decode()
         return self._frame
 
 
 @dataclass(frozen=True)
 class SessionContext:
-    """What every session of one engine shares: read-only model, worker pool, settings."""
+    """What every session of one engine shares: read-only model, worker pool, settings, encoder.
+
+    encoder: the engine's keyframe encoder; None encodes on the prompt path (as EVERY_FRAME).
+    pipeline: built from model and config when not given.
+    """
 
     model: SegmentationModel
     executor: Executor
     config: EngineConfig
+    encoder: KeyframeEncoder | None = None
+    pipeline: Pipeline | None = None
+
+    def __post_init__(self) -> None:
+        if self.pipeline is None:
+            c = self.config
+            pipeline = Pipeline(self.model, c.lift, c.mask_clean if c.clean_masks else None, c.mapping, c.everything)
+            object.__setattr__(self, "pipeline", pipeline)
 
 
 @dataclass
@@ -103,21 +146,43 @@ class _Counters:
     prompts_answered: int = 0
     prompts_dropped: int = 0
     errors_sent: int = 0
+    keyframes_encoded: int = 0
+    prompts_waited_for_encode: int = 0
+    speculative_decodes: int = 0
+    speculative_hits: int = 0
+    dwell_selections: int = 0
+    track_results: int = 0
+
+
+@dataclass(frozen=True, eq=False)
+class _PromptJob:
+    message: PromptMessage
+    received: float
 
 
 class Session:
-    """State and work of one client. Lifecycle: start() -> receive()/offer_frame()* -> close()."""
+    """State and work of one client. Lifecycle: attach() -> receive()/offer_frame()* -> close()."""
 
     def __init__(self, session_id: str, token: str, context: SessionContext) -> None:
         self.session_id = session_id
         self.token = token
         self._ctx = context
+        self._pipeline: Pipeline = context.pipeline  # type: ignore[assignment]
         self._send: SendFn | None = None
         self._frames: OrderedDict[int, PendingFrame] = OrderedDict()
-        self._prompts: deque[tuple[Prompt, float]] = deque()
-        self._prompt_ready = asyncio.Event()
-        self._keyframe: tuple[int, ImageEmbedding] | None = None
+        self._prompts: deque[_PromptJob] = deque()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._keyframe: Keyframe | None = None
+        self._inflight: KeyframeRef | None = None  # the frame being encoded for us, as a motion reference
+        self._watched: asyncio.Future[Keyframe] | None = None
+        self._gaze = GazeState(context.config.gaze)
+        self._deferred_speculation: SpeculationRequest | None = None
+        self._tracks: dict[int, TrackState] = {}
+        self._tracked_frame_id: int | None = None
+        self._engaged_until = 0.0
         self._counters = _Counters()
+        self._counter_lock = threading.Lock()
         self._worker: asyncio.Task[None] | None = None
         self.detached_at: float | None = None
         self.closed = False
@@ -146,13 +211,31 @@ class Session:
             except asyncio.CancelledError:
                 pass
             self._worker = None
+        if self._ctx.encoder is not None:
+            self._ctx.encoder.cancel(self.session_id)
         self._frames.clear()
         self._prompts.clear()
+        self._tracks.clear()
         self._keyframe = None
 
     @property
     def stats(self) -> SessionStats:
         return SessionStats(**vars(self._counters))
+
+    @property
+    def keyframe(self) -> Keyframe | None:
+        """The keyframe prompts are answered from (read-only view for tests and metrics)."""
+        return self._keyframe
+
+    async def idle(self) -> None:
+        """Until the work loop has nothing left to do (every prompt answered, speculation and
+        tracking caught up with the newest frame). For tests and benchmarks."""
+        await self._idle.wait()
+
+    @property
+    def tracked(self) -> tuple[int, ...]:
+        """prompt_ids of the objects being tracked."""
+        return tuple(self._tracks)
 
     # -- inbound -----------------------------------------------------------------------------
 
@@ -166,7 +249,11 @@ class Session:
                 case MessageType.PROMPT:
                     msg = decode_envelope(env, self._ctx.config.limits)
                     assert isinstance(msg, PromptMessage)
-                    self.submit_prompt(msg.prompt, received)
+                    self.submit(msg, received)
+                case MessageType.CANCEL:
+                    msg = decode_envelope(env, self._ctx.config.limits)
+                    assert isinstance(msg, Cancel)
+                    self.cancel_tracking(msg.prompt_id)
                 case MessageType.PING:
                     msg = decode_envelope(env, self._ctx.config.limits)
                     assert isinstance(msg, Ping)
@@ -184,23 +271,40 @@ class Session:
     def offer_frame(self, pending: PendingFrame) -> None:
         """Keep the newest frames; count those pushed out without ever being used."""
         self._counters.frames_received += 1
+        pending.on_decode = self._count_decode
         self._frames[pending.frame_id] = pending
         self._frames.move_to_end(pending.frame_id)
         while len(self._frames) > self._ctx.config.frame_window:
             _, old = self._frames.popitem(last=False)
             if not old.used:
                 self._counters.frames_dropped += 1
+        self._maybe_refresh(pending)
+        if self._tracks:
+            self._poke()
 
     def submit_prompt(self, prompt: Prompt, received: float | None = None) -> None:
+        """Queue a v1 prompt (answered now, not tracked)."""
+        self.submit(PromptMessage(prompt), received)
+
+    def submit(self, message: PromptMessage, received: float | None = None) -> None:
+        """Queue a prompt with its answer mode, tracking flag or everything request."""
         self._counters.prompts_received += 1
         if len(self._prompts) >= self._ctx.config.prompt_queue:
-            dropped, _ = self._prompts.popleft()
+            dropped = self._prompts.popleft()
             self._counters.prompts_dropped += 1
             asyncio.ensure_future(
-                self.report(ProtocolError(ErrorCode.OVERLOADED, "prompt dropped: newer prompts arrived faster than answered", dropped.prompt_id))
+                self.report(ProtocolError(ErrorCode.OVERLOADED, "prompt dropped: newer prompts arrived faster than answered",
+                                          dropped.message.prompt.prompt_id))
             )
-        self._prompts.append((prompt, received if received is not None else time.time()))
-        self._prompt_ready.set()
+        self._prompts.append(_PromptJob(message, received if received is not None else time.time()))
+        self._poke()
+
+    def cancel_tracking(self, prompt_id: int | None = None) -> None:
+        """Stop tracking one object (or all); no result of kind track follows for it."""
+        if prompt_id is None:
+            self._tracks.clear()
+        else:
+            self._tracks.pop(prompt_id, None)
 
     # -- outbound ----------------------------------------------------------------------------
 
@@ -213,30 +317,179 @@ class Session:
         if self._send is not None:
             await self._send(msg)
 
-    # -- work --------------------------------------------------------------------------------
+    async def _emit_answer(self, answer: Answer, kind: ResultKind) -> None:
+        result = answer.result
+        result = replace(result, timestamps=replace(result.timestamps, send=time.time()))
+        if kind is ResultKind.TRACK:
+            self._counters.track_results += 1
+        else:
+            self._counters.prompts_answered += 1
+        await self._emit(ResultMessage(result, kind, str(answer.mapping)))
+
+    # -- work loop ---------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
-            await self._prompt_ready.wait()
-            if not self._prompts:
-                self._prompt_ready.clear()
-                continue
-            prompt, received = self._prompts.popleft()
-            try:
-                pending = self._frame_for(prompt)
-                result = await loop.run_in_executor(self._ctx.executor, self._answer, prompt, pending, received)
-                self._counters.prompts_answered += 1
-                await self._emit(ResultMessage(replace(result, timestamps=replace(result.timestamps, send=time.time()))))
-            except ProtocolError as exc:
-                if exc.ref_id is None:
-                    exc.ref_id = prompt.prompt_id
-                await self.report(exc)
-            except ModelError as exc:
-                await self.report(ProtocolError(ErrorCode.INTERNAL, f"model failed: {exc}", prompt.prompt_id))
-            except Exception as exc:  # the session must outlive any single bad item; log it in full
-                log.exception("session %s: prompt %s failed", self.session_id, prompt.prompt_id)
-                await self.report(ProtocolError(ErrorCode.INTERNAL, f"engine error on this prompt: {exc!r}", prompt.prompt_id))
+            if self._prompts:
+                job = self._prompts.popleft()
+                await self._guard(self._handle_prompt(job), job.message.prompt.prompt_id)
+            elif self._gaze.has_wanted():
+                want = self._gaze.wanted()
+                assert want is not None
+                await self._guard(self._speculate(want), None)
+            elif self._track_due():
+                await self._guard(self._track_newest(), None)
+            else:
+                self._wake.clear()
+                self._idle.set()
+                await self._wake.wait()
+
+    async def _guard(self, work: Coroutine[Any, Any, None], ref_id: int | None) -> None:
+        """Run one work item; its failure is reported to this client and the loop goes on."""
+        try:
+            await work
+        except ProtocolError as exc:
+            if exc.ref_id is None:
+                exc.ref_id = ref_id
+            await self.report(exc)
+        except ModelError as exc:
+            await self.report(ProtocolError(ErrorCode.INTERNAL, f"model failed: {exc}", ref_id))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the session must outlive any single bad item; log it in full
+            log.exception("session %s: work item (ref %s) failed", self.session_id, ref_id)
+            await self.report(ProtocolError(ErrorCode.INTERNAL, f"engine error on this item: {exc!r}", ref_id))
+
+    async def _run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._ctx.executor, fn, *args)
+
+    async def _load(self, pending: PendingFrame) -> RGBDFrame:
+        return pending.frame() if pending.used else await self._run_sync(pending.frame)
+
+    def _poke(self) -> None:
+        """New work: wake the loop (and it is not idle any more)."""
+        self._idle.clear()
+        self._wake.set()
+
+    def _count_decode(self) -> None:
+        with self._counter_lock:
+            self._counters.frames_decoded += 1
+
+    # -- prompts -----------------------------------------------------------------------------
+
+    async def _handle_prompt(self, job: _PromptJob) -> None:
+        msg, prompt = job.message, job.message.prompt
+        if msg.track:
+            self._check_track_capacity(prompt.prompt_id)
+        pending = self._frame_for(prompt)
+        frame = await self._load(pending)
+        stamps = StageTimestamps(capture=frame.capture_ts or None, receive=job.received, frame_decode=time.time())
+        h, w = frame.size
+        self._engage()
+        if msg.everything is not None:
+            await self._answer_everything(msg, pending, frame, stamps)
+            return
+        request = prompt_input(prompt, h, w)  # validates before anything is fed to the gaze detector
+        update = self._gaze.push(prompt.gaze, frame.intrinsics) if prompt.gaze else None
+        dwell = update.dwell if update is not None else None
+        if msg.answer is AnswerMode.DWELL and dwell is None:
+            return  # gaze stream: the samples went to the detector; nothing to answer yet
+        kind = ResultKind.ANSWER
+        gaze_xy = None
+        if dwell is not None:
+            kind, gaze_xy = ResultKind.DWELL, (dwell.fixation.x, dwell.fixation.y)
+            self._counters.dwell_selections += 1
+        elif update is not None and update.fixation is not None:
+            gaze_xy = (update.fixation.x, update.fixation.y)
+        if gaze_xy is not None:
+            request = prompt_input(prompt, h, w, gaze_xy)
+        answer = None
+        gaze_only = bool(prompt.gaze) and not (prompt.points or prompt.box is not None or prompt.mask is not None)
+        if gaze_xy is not None and gaze_only:
+            spec = self._gaze.serve(dwell.fixation_id if dwell is not None else None, *gaze_xy)
+            if spec is not None:
+                answer = await self._run_sync(self._from_speculation, spec, frame, prompt.prompt_id, stamps)
+                if answer is not None:
+                    self._counters.speculative_hits += 1
+        if answer is None:
+            answer = await self._answer(pending, frame, request, prompt, stamps)
+        await self._emit_answer(answer, kind)
+        if msg.track:
+            self._start_tracking(prompt, frame, answer)
+
+    async def _answer(self, pending: PendingFrame, frame: RGBDFrame, request: PromptInput, prompt: Prompt,
+                      stamps: StageTimestamps) -> Answer:
+        """From the keyframe when it sees the prompt; otherwise wait for an encode of this frame."""
+        pipeline = self._pipeline
+        if not self._scheduled:
+            return await self._run_sync(self._answer_on_path, frame, request, prompt, stamps)
+        self._maybe_refresh(pending, frame)
+        keyframe = self._keyframe
+        if keyframe is not None and self._sees_same_scene(keyframe, pending, frame):
+            answer = await self._run_sync(pipeline.answer, frame, keyframe, request, prompt.prompt_id,
+                                          replace(stamps, encode=time.time()), prompt.want_3d)
+            if answer is not None:
+                return answer
+        self._counters.prompts_waited_for_encode += 1
+        keyframe = await self._request_keyframe(pending, KeyframeReason.PROMPT)
+        answer = await self._run_sync(pipeline.answer, frame, keyframe, request, prompt.prompt_id,
+                                      replace(stamps, encode=time.time()), prompt.want_3d)
+        if answer is None:  # a newer frame won the encode and does not see the prompt: encode its own frame
+            keyframe = await self._run_sync(pipeline.keyframe_now, frame)
+            self._adopt(keyframe)
+            answer = await self._run_sync(pipeline.answer, frame, keyframe, request, prompt.prompt_id,
+                                          replace(stamps, encode=time.time()), prompt.want_3d)
+        assert answer is not None  # a keyframe of the prompt's own frame always sees the prompt
+        return answer
+
+    def _answer_on_path(self, frame: RGBDFrame, request: PromptInput, prompt: Prompt, stamps: StageTimestamps) -> Answer:
+        """EVERY_FRAME baseline (worker thread): encode this frame unless it is the keyframe, then decode."""
+        keyframe = self._keyframe_on_path(frame)
+        answer = self._pipeline.answer(frame, keyframe, request, prompt.prompt_id, replace(stamps, encode=time.time()),
+                                       prompt.want_3d)
+        assert answer is not None
+        return answer
+
+    def _keyframe_on_path(self, frame: RGBDFrame) -> Keyframe:
+        keyframe = self._keyframe
+        if keyframe is None or keyframe.frame_id != frame.frame_id:
+            keyframe = self._pipeline.keyframe_now(frame)
+            self._keyframe = keyframe
+            with self._counter_lock:
+                self._counters.keyframes_encoded += 1
+        return keyframe
+
+    async def _answer_everything(self, msg: PromptMessage, pending: PendingFrame, frame: RGBDFrame,
+                                 stamps: StageTimestamps) -> None:
+        assert msg.everything is not None
+        ask = msg.everything
+        config = replace(self._ctx.config.everything, points_per_side=ask.points_per_side)
+        if ask.pred_iou_thresh is not None:
+            config = replace(config, pred_iou_thresh=ask.pred_iou_thresh)
+        if ask.stability_score_thresh is not None:
+            config = replace(config, stability_score_thresh=ask.stability_score_thresh)
+        keyframe = await self._keyframe_for(pending, frame)
+        answer = await self._run_sync(self._pipeline.everything, frame, keyframe, msg.prompt.prompt_id,
+                                      replace(stamps, encode=time.time()), config, msg.prompt.want_3d)
+        await self._emit_answer(answer, ResultKind.EVERYTHING)
+
+    async def _keyframe_for(self, pending: PendingFrame, frame: RGBDFrame) -> Keyframe:
+        """Any keyframe (everything and tracking map whole masks); wait for one only when there is none."""
+        if not self._scheduled:
+            return await self._run_sync(self._keyframe_on_path, frame)
+        self._maybe_refresh(pending, frame)
+        if self._keyframe is not None:
+            return self._keyframe
+        self._counters.prompts_waited_for_encode += 1
+        return await self._request_keyframe(pending, KeyframeReason.PROMPT)
+
+    def _sees_same_scene(self, keyframe: Keyframe, pending: PendingFrame, frame: RGBDFrame) -> bool:
+        """Without poses, only the image says whether the keyframe still shows this scene."""
+        if pending.pose is not None and keyframe.frame.pose is not None:
+            return True  # the mapping decides, point by point (visible in the keyframe or not)
+        reason = keyframe_reason(self._ctx.config.keyframes, replace(keyframe.ref, time=time.time()), None,
+                                 time.time(), thumbnail(frame))
+        return reason is not KeyframeReason.SCENE_CHANGED
 
     def _frame_for(self, prompt: Prompt) -> PendingFrame:
         if not self._frames:
@@ -244,16 +497,140 @@ class Session:
         pending = self._frames.get(prompt.frame_id)
         return pending if pending is not None else next(reversed(self._frames.values()))
 
-    def _answer(self, prompt: Prompt, pending: PendingFrame, received: float) -> SegmentationResult:
-        """Runs on the worker pool: decode the frame, reuse or compute its embedding, answer."""
-        was_used = pending.used
-        frame = pending.frame()
-        if not was_used:
-            self._counters.frames_decoded += 1
-        stamps = StageTimestamps(capture=frame.capture_ts or None, receive=received, frame_decode=time.time())
-        keyframe = self._keyframe
-        if keyframe is None or keyframe[0] != frame.frame_id:
-            keyframe = (frame.frame_id, encode_keyframe(self._ctx.model, frame))
+    # -- keyframes ---------------------------------------------------------------------------
+
+    @property
+    def _scheduled(self) -> bool:
+        return self._ctx.encoder is not None and self._ctx.config.keyframes.policy is KeyframePolicy.SCHEDULED
+
+    def _engage(self) -> None:
+        self._engaged_until = time.time() + self._ctx.config.keyframes.engaged_s
+
+    def _maybe_refresh(self, pending: PendingFrame, frame: RGBDFrame | None = None) -> None:
+        """Ask for a background keyframe when the view changed enough (only while engaged)."""
+        if not self._scheduled or self._keyframe is None:
+            return
+        now = time.time()
+        if now > self._engaged_until and not self._tracks and not self._gaze.active:
+            return
+        reference = self._inflight or self._keyframe.ref
+        thumb = thumbnail(frame) if frame is not None and pending.pose is None else None
+        reason = keyframe_reason(self._ctx.config.keyframes, reference, pending.pose, now, thumb)
+        if reason is not None:
+            self._request_keyframe(pending, reason)
+
+    def _request_keyframe(self, pending: PendingFrame, reason: KeyframeReason) -> asyncio.Future[Keyframe]:
+        encoder = self._ctx.encoder
+        assert encoder is not None
+        future = encoder.request(self.session_id, pending.frame, pending.frame_id, reason)
+        self._inflight = KeyframeRef(pending.pose, None, time.time())
+        if future is not self._watched:
+            self._watched = future
+            future.add_done_callback(self._landed)
+        return future
+
+    def _landed(self, future: asyncio.Future[Keyframe]) -> None:
+        if future is self._watched:
+            self._watched = None
+            self._inflight = None
+        if future.cancelled():
+            return
+        exc = future.exception()
+        if exc is not None:
+            log.debug("session %s: keyframe encode failed: %s", self.session_id, exc)
+            return
+        self._adopt(future.result())
+        self._counters.keyframes_encoded += 1
+        if self._deferred_speculation is not None:
+            self._gaze.want(self._deferred_speculation)
+            self._deferred_speculation = None
+        self._poke()
+
+    def _adopt(self, keyframe: Keyframe) -> None:
+        current = self._keyframe
+        if current is None or keyframe.ready >= current.ready:
             self._keyframe = keyframe
-        stamps = replace(stamps, encode=time.time())
-        return answer_prompt(self._ctx.model, frame, keyframe[1], keyframe[0], prompt, self._ctx.config.lift, stamps)
+
+    # -- gaze --------------------------------------------------------------------------------
+
+    async def _speculate(self, want: SpeculationRequest) -> None:
+        """Decode at a fixation before the dwell completes, on the newest frame and keyframe."""
+        if not self._frames:
+            return
+        pending = next(reversed(self._frames.values()))
+        frame = await self._load(pending)
+        h, w = frame.size
+        if not (0 <= want.x < w and 0 <= want.y < h):
+            return
+        keyframe = self._keyframe
+        if keyframe is None or not self._scheduled:
+            if self._scheduled:
+                self._deferred_speculation = want
+                self._request_keyframe(pending, KeyframeReason.PROMPT)
+                return
+            keyframe = await self._run_sync(self._keyframe_on_path, frame)
+        request = PromptInput(np.array([[want.x, want.y]], np.float32), np.ones(1, np.int32))
+        stamps = StageTimestamps(capture=frame.capture_ts or None, frame_decode=time.time(), encode=time.time())
+        answer = await self._run_sync(self._pipeline.answer, frame, keyframe, request, -1, stamps, True)
+        if answer is not None:
+            self._counters.speculative_decodes += 1
+            self._gaze.store(Speculation(want.fixation_id, want.x, want.y, frame, answer))
+
+    def _from_speculation(self, spec: Speculation, frame: RGBDFrame, prompt_id: int, stamps: StageTimestamps) -> Answer | None:
+        """A held speculative answer, its masks moved to the prompt's frame (worker thread).
+
+        Its decode and lift stamps are those of the speculation, earlier than this prompt's receive.
+        """
+        result = spec.answer.result
+        if spec.frame.frame_id == frame.frame_id:
+            masks, mask, method = result.masks, spec.answer.mask, spec.answer.mapping
+        else:
+            if spec.frame.pose is None or frame.pose is None:
+                return None
+            mapping = FrameMapping.between(spec.frame, frame, self._pipeline.mapping)
+            moved = [mapping.mask(c.mask.decode()) for c in result.masks]
+            masks = tuple(MaskCandidate(RLEMask.encode(m), c.score, c.granularity) for m, c in zip(moved, result.masks, strict=True))
+            mask, method = moved[result.best], mapping.method
+        kept = result.timestamps
+        stamps = replace(stamps, encode=kept.encode, decode=kept.decode, lift=kept.lift)
+        out = replace(result, prompt_id=prompt_id, frame_id=frame.frame_id, masks=masks, pose=frame.pose, timestamps=stamps)
+        return Answer(out, mask, method, spec.answer.prediction)
+
+    # -- tracking ----------------------------------------------------------------------------
+
+    def _check_track_capacity(self, prompt_id: int) -> None:
+        if prompt_id not in self._tracks and len(self._tracks) >= self._ctx.config.tracking.max_objects:
+            raise ProtocolError(
+                ErrorCode.OVERLOADED,
+                f"already tracking {len(self._tracks)} objects (the limit); send cancel for one before tracking another",
+                prompt_id,
+            )
+
+    def _start_tracking(self, prompt: Prompt, frame: RGBDFrame, answer: Answer) -> None:
+        self._check_track_capacity(prompt.prompt_id)
+        self._tracks[prompt.prompt_id] = TrackState.from_answer(prompt.prompt_id, frame, answer, prompt.want_3d)
+        self._tracked_frame_id = frame.frame_id
+
+    def _track_due(self) -> bool:
+        return bool(self._tracks) and bool(self._frames) and next(reversed(self._frames)) != self._tracked_frame_id
+
+    async def _track_newest(self) -> None:
+        """One tracking step for every tracked object, on the newest frame (older ones are skipped)."""
+        pending = next(reversed(self._frames.values()))
+        self._tracked_frame_id = pending.frame_id
+        frame = await self._load(pending)
+        keyframe = await self._keyframe_for(pending, frame)
+        config = self._ctx.config.tracking
+        for prompt_id, state in list(self._tracks.items()):
+            stamps = StageTimestamps(capture=frame.capture_ts or None, receive=pending.received, frame_decode=time.time(),
+                                     encode=time.time())
+            try:
+                answer, new_state = await self._run_sync(track_step, self._pipeline, state, frame, keyframe, stamps, config)
+            except (ModelError, ProtocolError) as exc:
+                code = exc.code if isinstance(exc, ProtocolError) else ErrorCode.INTERNAL
+                await self.report(ProtocolError(code, f"tracking failed on frame {frame.frame_id}: {exc}", prompt_id))
+                continue
+            if prompt_id in self._tracks:  # not cancelled while the step ran
+                self._tracks[prompt_id] = new_state
+                await self._emit_answer(answer, ResultKind.TRACK)
+

@@ -14,7 +14,10 @@ from engine.protocol.codec import (
 from engine.protocol.errors import ErrorCode, ProtocolError
 from engine.protocol.messages import (
     PROTOCOL_VERSION,
+    AnswerMode,
     Bye,
+    Cancel,
+    EverythingRequest,
     ErrorMessage,
     FrameMessage,
     Hello,
@@ -24,6 +27,7 @@ from engine.protocol.messages import (
     Ping,
     Pong,
     PromptMessage,
+    ResultKind,
     ResultMessage,
     SessionStats,
     StatsMessage,
@@ -33,7 +37,10 @@ from engine.protocol.payloads import DepthCodec, ImageCodec
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "AnswerMode",
     "Bye",
+    "Cancel",
+    "EverythingRequest",
     "DepthCodec",
     "Envelope",
     "FrameHeader",
@@ -49,6 +56,7 @@ __all__ = [
     "Pong",
     "PromptMessage",
     "ProtocolError",
+    "ResultKind",
     "ResultMessage",
     "SessionStats",
     "StatsMessage",

@@ -40,7 +40,10 @@ from engine.protocol import payloads as pl
 from engine.protocol.errors import ErrorCode, ProtocolError
 from engine.protocol.messages import (
     PROTOCOL_VERSION,
+    AnswerMode,
     Bye,
+    Cancel,
+    EverythingRequest,
     ErrorMessage,
     FrameMessage,
     Hello,
@@ -50,6 +53,7 @@ from engine.protocol.messages import (
     Ping,
     Pong,
     PromptMessage,
+    ResultKind,
     ResultMessage,
     SessionStats,
     StatsMessage,
@@ -271,7 +275,10 @@ def _decode_frame(env: Envelope, limits: Limits) -> FrameMessage:
 # prompts
 
 
-def encode_prompt(prompt: Prompt) -> bytes:
+def encode_prompt(
+    prompt: Prompt, track: bool = False, answer: AnswerMode = AnswerMode.NOW, everything: EverythingRequest | None = None
+) -> bytes:
+    """A prompt message; track / answer / everything are written only when not their v1 default."""
     items: list[dict[str, Any]] = [{"type": "point", "x": p.x, "y": p.y, "label": p.label} for p in prompt.points]
     payloads: list[tuple[str, str, bytes]] = []
     if prompt.box is not None:
@@ -286,6 +293,8 @@ def encode_prompt(prompt: Prompt) -> bytes:
         items.append({"type": "text", "text": prompt.text})
     if prompt.gaze:
         items.append({"type": "gaze", "samples": [[g.t, g.x, g.y, g.confidence] for g in prompt.gaze]})
+    if everything is not None:
+        items.append({"type": "everything", **{k: v for k, v in asdict(everything).items() if v is not None}})
     header = {
         "type": MessageType.PROMPT,
         "prompt_id": prompt.prompt_id,
@@ -294,6 +303,10 @@ def encode_prompt(prompt: Prompt) -> bytes:
         "want_3d": prompt.want_3d,
         "items": items,
     }
+    if track:
+        header["track"] = True
+    if answer is not AnswerMode.NOW:
+        header["answer"] = str(answer)
     return pack(header, payloads)
 
 
@@ -325,9 +338,16 @@ def _decode_prompt(env: Envelope, limits: Limits) -> PromptMessage:
         multimask=_field(h, "multimask", bool, default=True, ref_id=pid),
         want_3d=_field(h, "want_3d", bool, default=True, ref_id=pid),
     )
-    if prompt.is_empty():
-        raise ProtocolError(ErrorCode.BAD_PROMPT, "prompt has no items; send a point, box, mask, text or gaze", pid)
-    return PromptMessage(prompt)
+    everything = fields.get("everything")
+    if prompt.is_empty() and everything is None:
+        raise ProtocolError(ErrorCode.BAD_PROMPT, "prompt has no items; send a point, box, mask, text, gaze or everything", pid)
+    answer = _field(h, "answer", str, default=str(AnswerMode.NOW), ref_id=pid)
+    if answer not in AnswerMode.__members__.values():
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field 'answer' must be one of {', '.join(AnswerMode)}, got {answer!r}", pid)
+    track = _field(h, "track", bool, default=False, ref_id=pid)
+    if track and everything is not None:
+        raise ProtocolError(ErrorCode.BAD_PROMPT, "an everything prompt cannot be tracked; track one of its masks with a mask prompt", pid)
+    return PromptMessage(prompt, track, AnswerMode(answer), everything)
 
 
 def _item_point(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
@@ -368,12 +388,26 @@ def _item_gaze(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -
         out["gaze"].append(GazeSample(*(float(v) for v in values)))
 
 
+def _item_everything(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
+    side = _field(item, "points_per_side", int, default=32, ref_id=pid)
+    if not 1 <= side <= 64:
+        raise ProtocolError(ErrorCode.BAD_PROMPT, f"everything: points_per_side must be in 1..64, got {side}", pid)
+    thresholds = {}
+    for key in ("pred_iou_thresh", "stability_score_thresh"):
+        value = _field(item, key, float, default=None, ref_id=pid)
+        if value is not None and not 0.0 <= value <= 1.0:
+            raise ProtocolError(ErrorCode.BAD_PROMPT, f"everything: {key} must be in [0, 1], got {value}", pid)
+        thresholds[key] = value
+    out["everything"] = EverythingRequest(side, **thresholds)
+
+
 _PROMPT_ITEMS: dict[str, Callable[[dict, Envelope, dict, int, Limits], None]] = {
     "point": _item_point,
     "box": _item_box,
     "mask": _item_mask,
     "text": _item_text,
     "gaze": _item_gaze,
+    "everything": _item_everything,
 }
 
 
@@ -381,7 +415,7 @@ _PROMPT_ITEMS: dict[str, Callable[[dict, Envelope, dict, int, Limits], None]] = 
 # results
 
 
-def encode_result(result: SegmentationResult) -> bytes:
+def encode_result(result: SegmentationResult, kind: ResultKind = ResultKind.ANSWER, mapping: str = "identity") -> bytes:
     payloads: list[tuple[str, str, bytes]] = []
     masks = []
     for i, cand in enumerate(result.masks):
@@ -416,6 +450,8 @@ def encode_result(result: SegmentationResult) -> bytes:
         "segment": segment,
         "pose": result.pose.matrix.ravel().tolist() if result.pose is not None else None,
         "timestamps": result.timestamps.as_dict(),
+        "kind": str(kind),
+        "mapping": mapping,
     }
     return pack(header, payloads)
 
@@ -466,7 +502,12 @@ def _decode_result(env: Envelope, limits: Limits) -> ResultMessage:
         pose=Pose(_floats(h, "pose", 16, None).reshape(4, 4)) if h.get("pose") is not None else None,
         timestamps=StageTimestamps(**{k: float(v) for k, v in _field(h, "timestamps", dict).items()}),
     )
-    return ResultMessage(result)
+    kind = _field(h, "kind", str, default=str(ResultKind.ANSWER))
+    return ResultMessage(
+        result,
+        ResultKind(kind) if kind in ResultKind.__members__.values() else ResultKind.ANSWER,
+        _field(h, "mapping", str, default="identity"),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -513,6 +554,7 @@ _DECODERS: dict[str, Callable[[Envelope, Limits], Message]] = {
     MessageType.PONG: lambda env, limits: Pong(_field(env.header, "t", float), _field(env.header, "server_t", float)),
     MessageType.BYE: lambda env, limits: Bye(_field(env.header, "reason", str, default="")),
     MessageType.STATS: lambda env, limits: StatsMessage(SessionStats(**_field(env.header, "stats", dict))),
+    MessageType.CANCEL: lambda env, limits: Cancel(_field(env.header, "prompt_id", int, default=None)),
 }
 
 
@@ -538,9 +580,9 @@ def encode_message(msg: Message) -> bytes:
         case FrameMessage(frame=frame):
             return encode_frame(frame)
         case PromptMessage(prompt=prompt):
-            return encode_prompt(prompt)
+            return encode_prompt(prompt, msg.track, msg.answer, msg.everything)
         case ResultMessage(result=result):
-            return encode_result(result)
+            return encode_result(result, msg.kind, msg.mapping)
         case Hello():
             return _encode_plain(MessageType.HELLO, msg)
         case Welcome():
@@ -555,4 +597,6 @@ def encode_message(msg: Message) -> bytes:
             return _encode_plain(MessageType.BYE, msg)
         case StatsMessage():
             return _encode_plain(MessageType.STATS, msg)
+        case Cancel():
+            return _encode_plain(MessageType.CANCEL, msg)
     raise TypeError(f"not a schema-v1 message: {type(msg).__name__}")

@@ -23,6 +23,7 @@ class MessageType(StrEnum):
     PROMPT = "prompt"
     PING = "ping"
     BYE = "bye"
+    CANCEL = "cancel"  # stop tracking a prompt's object (schema v1 addition, see docs/protocol.md)
     # engine -> client
     WELCOME = "welcome"
     RESULT = "result"
@@ -67,14 +68,63 @@ class FrameMessage:
     frame: RGBDFrame
 
 
+class AnswerMode(StrEnum):
+    """When a prompt is answered (header field "answer"; absent means "now", as v1 always did)."""
+
+    NOW = "now"  # one result for this prompt, as soon as possible
+    DWELL = "dwell"  # gaze stream: feed the fixation detector; a result only if a dwell completes
+
+
+class ResultKind(StrEnum):
+    """Why a result was sent (header field "kind"; absent means "answer")."""
+
+    ANSWER = "answer"  # the answer to a prompt
+    DWELL = "dwell"  # a gaze dwell selection completed during this prompt's samples
+    TRACK = "track"  # the tracked object of this prompt_id, on a newer frame
+    EVERYTHING = "everything"  # every mask of the frame (prompt item "everything")
+
+
+@dataclass(frozen=True)
+class EverythingRequest:
+    """Prompt item {"type": "everything"}: SAM-style automatic masks from a point grid.
+
+    Thresholds left None use the engine's (SAM's defaults: predicted IoU 0.88, stability 0.95).
+    """
+
+    points_per_side: int = 32
+    pred_iou_thresh: float | None = None
+    stability_score_thresh: float | None = None
+
+
 @dataclass(frozen=True, eq=False)
 class PromptMessage:
+    """A prompt plus how to answer it.
+
+    track: keep segmenting the selected object on every new frame (results of kind "track" with
+    this prompt_id) until a `cancel`. answer: see AnswerMode. everything: answer with every mask.
+    """
+
     prompt: Prompt
+    track: bool = False
+    answer: AnswerMode = AnswerMode.NOW
+    everything: EverythingRequest | None = None
 
 
 @dataclass(frozen=True, eq=False)
 class ResultMessage:
+    """A result; kind says why it was sent, mapping how its masks reached frame_id's pixels
+    from the keyframe (identity, reprojection, rotation or shift; engine/mapping.py)."""
+
     result: SegmentationResult
+    kind: ResultKind = ResultKind.ANSWER
+    mapping: str = "identity"
+
+
+@dataclass(frozen=True)
+class Cancel:
+    """Stop tracking the object of prompt_id (None: every tracked object of the session)."""
+
+    prompt_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +163,12 @@ class SessionStats:
     prompts_answered: int = 0
     prompts_dropped: int = 0
     errors_sent: int = 0
+    keyframes_encoded: int = 0  # keyframes computed for this session (prompt, motion, age)
+    prompts_waited_for_encode: int = 0  # prompts that found no usable embedding and waited
+    speculative_decodes: int = 0  # decodes at a gaze fixation before anyone asked
+    speculative_hits: int = 0  # prompts / dwell selections answered from one
+    dwell_selections: int = 0
+    track_results: int = 0
 
 
 @dataclass(frozen=True)
@@ -131,4 +187,5 @@ Message = (
     | Pong
     | Bye
     | StatsMessage
+    | Cancel
 )

@@ -1,0 +1,382 @@
+"""Keyframes: when a frame's image embedding is worth computing, and the one worker that computes them.
+
+Why: the image encoder is the cost (MobileSAM's TinyViT takes seconds on a laptop CPU, SAM
+ViT-H a quarter second on a GPU) and the decoder is the product (milliseconds). So the encoder
+never runs on the path between a prompt and its mask while a usable embedding exists: prompts are
+answered from the newest keyframe (mapped into its pixels, engine/mapping.py), and keyframes are
+refreshed in the background when the view has changed enough to matter.
+
+A frame becomes a keyframe (`keyframe_reason`) when
+- a prompt arrives and the session has no usable embedding (PROMPT: the prompt waits for it);
+- the camera moved more than `max_translation_m` or turned more than `max_rotation_deg` since
+  the keyframe (CAMERA_MOVED, from the poses in the frame headers, no pixels decoded);
+- without poses, the image changed: mean absolute difference of 32x24 grey thumbnails above
+  `max_image_change` (SCENE_CHANGED, checked when a frame is decoded anyway);
+- the embedding is older than `max_age_s` (AGED: lighting, moving objects).
+The background triggers fire only while a session is engaged (a prompt, a gaze fixation or a
+tracked object in the last `engaged_s`): an idle stream costs no encoder time.
+
+`KeyframeEncoder` is engine-wide: one worker, one thread, shared by every session. Each session
+has at most one waiting request; a newer frame replaces the waiting one (newest frame wins, the
+replaced frame is counted as superseded) and everyone waiting gets the newer keyframe. Requests
+of several sessions that are waiting together are encoded as one batch (`encode_images`: one
+`encode_batch` call for backends that have it, a loop otherwise).
+
+Policy EVERY_FRAME turns all of this off: the session encodes each prompt's frame on the prompt
+path, the way segment-anything's predictor is used in a loop (the baseline of bench.streaming).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import cv2
+import numpy as np
+
+from engine.core import Pose, RGBDFrame
+from engine.protocol import ErrorCode, ProtocolError
+from models.interfaces import ImageEmbedding, ImageInput, ModelError, SegmentationModel, encode_images
+
+log = logging.getLogger(__name__)
+
+THUMB_SIZE = (32, 24)
+"""(width, height) of the grey thumbnails compared for SCENE_CHANGED."""
+
+
+class KeyframePolicy(StrEnum):
+    SCHEDULED = "scheduled"  # this module: reuse, refresh in the background, batch
+    EVERY_FRAME = "every_frame"  # baseline: encode each prompt's frame on the prompt path
+
+
+class KeyframeReason(StrEnum):
+    PROMPT = "prompt"
+    CAMERA_MOVED = "camera_moved"
+    SCENE_CHANGED = "scene_changed"
+    AGED = "aged"
+
+
+@dataclass(frozen=True)
+class KeyframeConfig:
+    """When to encode, and how the encoder worker batches.
+
+    Attributes:
+        policy: SCHEDULED (default) or EVERY_FRAME (the naive baseline).
+        max_translation_m: camera travel since the keyframe that triggers a refresh. 10 cm at
+            2 m moves a point ~25 px at 640x480: reprojection still maps prompts exactly, but
+            disoccluded surfaces start to matter.
+        max_rotation_deg: head rotation that triggers a refresh: 8 deg is ~75 px at 640x480
+            (fx 525), about a seventh of the view leaves the keyframe.
+        max_image_change: mean absolute difference of 0..255 grey 32x24 thumbnails (no-pose
+            clients); 5 is about what an 8-10 deg turn does to an indoor view, while sensor noise and
+            a 1 deg turn stay near 1. Above it the old embedding is not used for that frame at all.
+        max_age_s: refresh an embedding older than this while engaged.
+        engaged_s: how long after the last prompt / fixation / track step a session counts as
+            engaged (background refreshes happen only then).
+        max_batch: most frames encoded in one call.
+        batch_window_s: after the first request wakes the worker, wait this long for requests
+            of other sessions that arrive together (a few ms; the encode takes 10-1000x that).
+    """
+
+    policy: KeyframePolicy = KeyframePolicy.SCHEDULED
+    max_translation_m: float = 0.10
+    max_rotation_deg: float = 8.0
+    max_image_change: float = 5.0
+    max_age_s: float = 3.0
+    engaged_s: float = 2.0
+    max_batch: int = 4
+    batch_window_s: float = 0.004
+
+    def __post_init__(self) -> None:
+        for name in ("max_translation_m", "max_rotation_deg", "max_image_change", "max_age_s", "engaged_s"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"KeyframeConfig.{name} must be a positive number, got {value}")
+        if self.max_batch < 1:
+            raise ValueError(f"KeyframeConfig.max_batch must be >= 1, got {self.max_batch}")
+        if not (math.isfinite(self.batch_window_s) and self.batch_window_s >= 0):
+            raise ValueError(f"KeyframeConfig.batch_window_s must be >= 0, got {self.batch_window_s}")
+
+
+@dataclass(frozen=True, eq=False)
+class KeyframeRef:
+    """What a candidate frame is compared with: the keyframe, or the frame being encoded.
+
+    Attributes:
+        pose: its camera-to-world pose, or None.
+        thumbnail: its `thumbnail`, or None while it is not decoded.
+        time: time.time() when its embedding was ready (or was asked for, while in flight).
+    """
+
+    pose: Pose | None
+    thumbnail: np.ndarray | None
+    time: float
+
+
+@dataclass(frozen=True, eq=False)
+class Keyframe:
+    """A frame with its image embedding.
+
+    Attributes:
+        frame: the decoded frame (pixels, depth, pose) the embedding was computed from.
+        embedding: the encoder's output.
+        ready: time.time() when the embedding was ready.
+        reason: why this frame was encoded.
+        thumbnail: (24, 32) uint8 grey thumbnail, for SCENE_CHANGED.
+    """
+
+    frame: RGBDFrame
+    embedding: ImageEmbedding
+    ready: float
+    reason: KeyframeReason
+    thumbnail: np.ndarray
+
+    @property
+    def frame_id(self) -> int:
+        return self.frame.frame_id
+
+    @property
+    def ref(self) -> KeyframeRef:
+        return KeyframeRef(self.frame.pose, self.thumbnail, self.ready)
+
+
+def thumbnail(frame: RGBDFrame) -> np.ndarray:
+    """(24, 32) uint8 grey image of a frame (area-averaged)."""
+    grey = cv2.cvtColor(frame.rgb, cv2.COLOR_RGB2GRAY)
+    return cv2.resize(grey, THUMB_SIZE, interpolation=cv2.INTER_AREA)
+
+
+def camera_motion(a: Pose, b: Pose) -> tuple[float, float]:
+    """(translation in metres, rotation in degrees) between two camera poses."""
+    rel = a.inverse().matrix @ b.matrix
+    cos = (np.trace(rel[:3, :3]) - 1.0) / 2.0
+    return float(np.linalg.norm(rel[:3, 3])), float(np.degrees(np.arccos(np.clip(cos, -1.0, 1.0))))
+
+
+def keyframe_reason(
+    config: KeyframeConfig,
+    reference: KeyframeRef | None,
+    pose: Pose | None,
+    now: float,
+    thumb: np.ndarray | None = None,
+) -> KeyframeReason | None:
+    """Why a frame with this pose (and thumbnail, when decoded) should become a keyframe, or None.
+
+    Args:
+        reference: the session's keyframe (or the frame being encoded for it); None means there
+            is nothing to reuse (PROMPT).
+        pose: the candidate frame's camera-to-world pose, or None.
+        now: time.time().
+        thumb: the candidate's `thumbnail`, or None when its pixels are not decoded.
+    """
+    if reference is None:
+        return KeyframeReason.PROMPT
+    if pose is not None and reference.pose is not None:
+        moved, turned = camera_motion(reference.pose, pose)
+        if moved > config.max_translation_m or turned > config.max_rotation_deg:
+            return KeyframeReason.CAMERA_MOVED
+    elif thumb is not None and reference.thumbnail is not None and thumb.shape == reference.thumbnail.shape:
+        change = float(np.mean(np.abs(thumb.astype(np.int16) - reference.thumbnail.astype(np.int16))))
+        if change > config.max_image_change:
+            return KeyframeReason.SCENE_CHANGED
+    if now - reference.time > config.max_age_s:
+        return KeyframeReason.AGED
+    return None
+
+
+def make_keyframe(model: SegmentationModel, frames: list[RGBDFrame], reasons: list[KeyframeReason]) -> list[Keyframe | Exception]:
+    """Encode frames as one batch (runs on the encoder thread). Per-frame input errors are returned in place."""
+    ok: list[int] = []
+    out: list[Keyframe | Exception] = []
+    for i, frame in enumerate(frames):
+        if model.needs_depth and not frame.has_valid_depth():
+            out.append(
+                ProtocolError(
+                    ErrorCode.BAD_DEPTH,
+                    f"frame {frame.frame_id} has no valid depth (all zero or NaN) and model {model.name!r} needs depth; "
+                    "send registered depth or choose an image-only model",
+                    frame.frame_id,
+                )
+            )
+        else:
+            out.append(ModelError("not encoded"))
+            ok.append(i)
+    if ok:
+        images = [ImageInput(frames[i].rgb, frames[i].depth_m, frames[i].intrinsics.matrix) for i in ok]
+        embeddings = encode_images(model.encoder, images)
+        ready = time.time()
+        for i, emb in zip(ok, embeddings, strict=True):
+            out[i] = Keyframe(frames[i], emb, ready, reasons[i], thumbnail(frames[i]))
+    return out
+
+
+@dataclass(frozen=True)
+class EncoderStats:
+    """What the keyframe encoder did (engine-wide).
+
+    Attributes:
+        batches: encode calls; frames: frames encoded; max_batch: largest batch so far;
+        batch_sizes: {size: count}; superseded: waiting requests replaced by a newer frame
+        of the same session; failed: frames that could not be encoded; busy_s: encoder time.
+    """
+
+    batches: int = 0
+    frames: int = 0
+    max_batch: int = 0
+    batch_sizes: dict[int, int] = field(default_factory=dict)
+    superseded: int = 0
+    failed: int = 0
+    busy_s: float = 0.0
+
+
+class _Request:
+    __slots__ = ("owner", "load", "frame_id", "reason", "future")
+
+    def __init__(self, owner: str, load: Callable[[], RGBDFrame], frame_id: int, reason: KeyframeReason,
+                 future: asyncio.Future[Keyframe]) -> None:
+        self.owner = owner
+        self.load = load
+        self.frame_id = frame_id
+        self.reason = reason
+        self.future = future
+
+
+class KeyframeEncoder:
+    """The engine's one encoder worker. Lifecycle: start() -> request()* -> stop().
+
+    `request(owner, load, frame_id, reason)` returns a future that resolves with the Keyframe of
+    that frame or of a newer frame of the same owner (newest frame wins), or raises the
+    ProtocolError / ModelError that stopped it. `load` decodes the frame and runs on the encoder
+    thread, so pixels are decoded off the event loop and only for frames that get encoded.
+    """
+
+    def __init__(self, model: SegmentationModel, executor: Executor, config: KeyframeConfig = KeyframeConfig()) -> None:
+        self._model = model
+        self._executor = executor
+        self._config = config
+        self._waiting: OrderedDict[str, _Request] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._batches = 0
+        self._frames = 0
+        self._sizes: dict[int, int] = {}
+        self._superseded = 0
+        self._failed = 0
+        self._busy_s = 0.0
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    @property
+    def stats(self) -> EncoderStats:
+        return EncoderStats(self._batches, self._frames, max(self._sizes, default=0), dict(self._sizes),
+                            self._superseded, self._failed, round(self._busy_s, 4))
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="keyframe-encoder")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for req in self._waiting.values():
+            if not req.future.done():
+                req.future.cancel()
+        self._waiting.clear()
+
+    def request(self, owner: str, load: Callable[[], RGBDFrame], frame_id: int, reason: KeyframeReason) -> asyncio.Future[Keyframe]:
+        """Ask for a keyframe of this frame; replaces the owner's waiting request (same future)."""
+        waiting = self._waiting.get(owner)
+        if waiting is not None and not waiting.future.done():
+            if frame_id != waiting.frame_id:
+                self._superseded += 1
+                waiting.load, waiting.frame_id = load, frame_id
+            if reason is KeyframeReason.PROMPT:
+                waiting.reason = reason
+            return waiting.future
+        future: asyncio.Future[Keyframe] = asyncio.get_running_loop().create_future()
+        self._waiting[owner] = _Request(owner, load, frame_id, reason, future)
+        self._idle.clear()
+        self._wake.set()
+        return future
+
+    def pending(self, owner: str) -> asyncio.Future[Keyframe] | None:
+        """The owner's waiting (not yet started) request, if any."""
+        req = self._waiting.get(owner)
+        return req.future if req is not None and not req.future.done() else None
+
+    def cancel(self, owner: str) -> None:
+        """Forget an owner's waiting request (its session closed)."""
+        req = self._waiting.pop(owner, None)
+        if req is not None and not req.future.done():
+            req.future.cancel()
+
+    async def wait_idle(self) -> None:
+        """Until nothing is waiting or being encoded (tests and benchmarks)."""
+        await self._idle.wait()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._waiting:
+                self._idle.set()
+                self._wake.clear()
+                await self._wake.wait()
+                if self._config.batch_window_s > 0:
+                    await asyncio.sleep(self._config.batch_window_s)  # let requests that arrive together join
+            batch: list[_Request] = []
+            while self._waiting and len(batch) < self._config.max_batch:
+                _, req = self._waiting.popitem(last=False)
+                if not req.future.done():
+                    batch.append(req)
+            if not batch:
+                continue
+            started = time.perf_counter()
+            try:
+                results = await loop.run_in_executor(self._executor, self._encode, batch)
+            except (ModelError, ProtocolError) as exc:
+                results = [exc] * len(batch)
+            except Exception as exc:  # the encoder worker must outlive one bad batch; every waiter hears of it
+                log.exception("keyframe encoder: batch of %d failed", len(batch))
+                results = [ModelError(f"image encoder failed: {exc!r}")] * len(batch)
+            self._busy_s += time.perf_counter() - started
+            encoded = sum(isinstance(r, Keyframe) for r in results)
+            if encoded:
+                self._batches += 1
+                self._frames += encoded
+                self._sizes[encoded] = self._sizes.get(encoded, 0) + 1
+            for req, result in zip(batch, results, strict=True):
+                if req.future.done():
+                    continue
+                if isinstance(result, Keyframe):
+                    req.future.set_result(result)
+                else:
+                    self._failed += 1
+                    req.future.set_exception(result)
+
+    def _encode(self, batch: list[_Request]) -> list[Keyframe | Exception]:
+        """Encoder thread: decode each frame, then encode the decodable ones as one batch."""
+        frames: list[RGBDFrame] = []
+        slots: list[int] = []
+        out: list[Keyframe | Exception] = [ModelError("not encoded")] * len(batch)
+        for i, req in enumerate(batch):
+            try:
+                frames.append(req.load())
+                slots.append(i)
+            except ProtocolError as exc:
+                out[i] = exc
+        encoded = make_keyframe(self._model, frames, [batch[i].reason for i in slots])
+        for i, result in zip(slots, encoded, strict=True):
+            out[i] = result
+        return out

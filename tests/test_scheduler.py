@@ -1,0 +1,181 @@
+"""Keyframe scheduling with the real geometric model: reuse, background refresh, newest frame wins, batching."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from clients.sources.synthetic import DepthDegradation, default_intrinsics, make_scene, orbit_poses, render_sequence
+from engine.config import EngineConfig
+from engine.core import Pose, Prompt
+from engine.mapping import MappingMethod
+from engine.protocol import ResultKind
+from engine.scheduler import KeyframeConfig, KeyframePolicy, KeyframeReason, KeyframeRef, camera_motion, keyframe_reason
+from engine.server import Engine
+from engine.tracking import interior_point, mask_iou
+from tests.session_inbox import offer, open_session
+
+K = default_intrinsics(320, 240, 262.5, 262.5)
+
+
+@pytest.fixture(scope="module")
+def orbit():
+    """40 frames of a 100-frame orbit (0.6 deg and ~2 cm per frame) with Kinect-like depth noise."""
+    scene = make_scene(3)
+    frames = render_sequence(scene, orbit_poses(scene, 100)[:40], K, DepthDegradation(), seed=5)
+    target = max(scene.object_ids, key=lambda o: frames[0].visible_mask(o).sum())
+    return scene, frames, target
+
+
+@pytest.fixture
+async def engine() -> AsyncIterator[Engine]:
+    async with Engine(EngineConfig(port=0)) as eng:
+        yield eng
+
+
+def _gaze_prompt(pid: int, synth, target: int) -> Prompt:
+    from engine.core import PointPrompt
+
+    x, y = interior_point(synth.visible_mask(target) & (synth.frame.depth_m > 0))
+    return Prompt(pid, synth.frame.frame_id, points=(PointPrompt(x, y),))
+
+
+def test_keyframe_reasons():
+    cfg = KeyframeConfig(max_translation_m=0.1, max_rotation_deg=8.0, max_age_s=3.0, max_image_change=12.0)
+    assert keyframe_reason(cfg, None, None, 0.0) is KeyframeReason.PROMPT
+    base = KeyframeRef(Pose.identity(), np.full((24, 32), 100, np.uint8), 100.0)
+    near = np.eye(4)
+    near[:3, 3] = [0.05, 0, 0]
+    assert keyframe_reason(cfg, base, Pose(near), 101.0) is None
+    far = near.copy()
+    far[:3, 3] = [0.12, 0, 0]
+    assert keyframe_reason(cfg, base, Pose(far), 101.0) is KeyframeReason.CAMERA_MOVED
+    c, s = np.cos(np.radians(10)), np.sin(np.radians(10))
+    turned = np.array([[c, 0, s, 0], [0, 1, 0, 0], [-s, 0, c, 0], [0, 0, 0, 1]])
+    assert camera_motion(Pose.identity(), Pose(turned))[1] == pytest.approx(10.0)
+    assert keyframe_reason(cfg, base, Pose(turned), 101.0) is KeyframeReason.CAMERA_MOVED
+    assert keyframe_reason(cfg, base, Pose(near), 104.0) is KeyframeReason.AGED
+    # no pose: the image decides
+    no_pose = replace(base, pose=None)
+    assert keyframe_reason(cfg, no_pose, None, 101.0, np.full((24, 32), 105, np.uint8)) is None
+    assert keyframe_reason(cfg, no_pose, None, 101.0, np.full((24, 32), 130, np.uint8)) is KeyframeReason.SCENE_CHANGED
+    with pytest.raises(ValueError):
+        KeyframeConfig(max_rotation_deg=0.0)
+
+
+async def test_prompts_reuse_the_keyframe_and_refresh_happens_in_the_background(engine: Engine, orbit) -> None:
+    scene, frames, target = orbit
+    session, inbox = open_session(engine)
+    offer(session, frames[0].frame)
+    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    first = await inbox.result(0)
+    assert first.result.keyframe_id == 0 and first.mapping == "identity"
+    assert session.stats.prompts_waited_for_encode == 1
+    # Frames 1..12 move the camera ~7 deg / 25 cm along the orbit; prompts on them are answered at once.
+    answered = []
+    for i in range(1, 13):
+        offer(session, frames[i].frame)
+        session.submit_prompt(_gaze_prompt(i, frames[i], target))
+        answered.append(await inbox.result(i))
+    for msg in answered:
+        r = msg.result
+        assert r.frame_id > 0 and r.keyframe_id <= r.frame_id
+        truth = frames[r.frame_id].visible_mask(target)
+        assert mask_iou(r.masks[r.best].mask.decode(), truth) > 0.6  # masks are in the prompt frame's pixels
+    reused = [m for m in answered if m.result.keyframe_id < m.result.frame_id]
+    assert len(reused) >= 6 and all(m.mapping == MappingMethod.REPROJECTION for m in reused)
+    assert session.stats.prompts_waited_for_encode == 1  # never again: a usable embedding existed
+    # the camera moved past the threshold: the engine refreshed the keyframe without being asked
+    await engine.encoder.wait_idle()
+    assert session.stats.keyframes_encoded >= 2 and session.keyframe.frame_id > 0
+    assert session.keyframe.reason in (KeyframeReason.CAMERA_MOVED, KeyframeReason.AGED)
+    moved = max(camera_motion(frames[0].frame.pose, frames[i].frame.pose)[0] for i in range(13))
+    assert moved > engine.config.keyframes.max_translation_m
+    # timestamps of a reused keyframe: no encode on the prompt's path
+    ts = reused[0].result.timestamps
+    assert ts.encode - ts.frame_decode < 0.01 and ts.receive <= ts.frame_decode <= ts.decode <= ts.send
+
+
+async def test_idle_sessions_cost_no_encoder_time(orbit) -> None:
+    _, frames, target = orbit
+    config = EngineConfig(port=0, keyframes=KeyframeConfig(engaged_s=0.001))  # engaged 1 ms after a prompt
+    async with Engine(config) as engine:
+        session, inbox = open_session(engine)
+        offer(session, frames[0].frame)
+        session.submit_prompt(_gaze_prompt(0, frames[0], target))
+        await inbox.result(0)  # an encode and a decode later, the session is no longer engaged
+        for synth in frames[1:30]:
+            offer(session, synth.frame)  # the camera moves far, nobody asks anything
+        await engine.encoder.wait_idle()
+        assert session.stats.keyframes_encoded == 1 and engine.encoder.stats.frames == 1
+
+
+async def test_encodes_of_two_sessions_arriving_together_are_one_batch(engine: Engine, orbit) -> None:
+    _, frames, target = orbit
+    (a, inbox_a), (b, inbox_b) = open_session(engine, "a"), open_session(engine, "b")
+    offer(a, frames[0].frame)
+    offer(b, frames[5].frame)
+    a.submit_prompt(_gaze_prompt(1, frames[0], target))
+    b.submit_prompt(_gaze_prompt(2, frames[5], target))
+    ra, rb = await inbox_a.result(1), await inbox_b.result(2)
+    assert ra.result.keyframe_id == 0 and rb.result.keyframe_id == 5
+    stats = engine.encoder.stats
+    assert stats.batch_sizes == {2: 1} and stats.frames == 2 and stats.batches == 1
+
+
+async def test_newest_frame_wins_the_encoder(engine: Engine, orbit) -> None:
+    _, frames, target = orbit
+    encoder = engine.encoder
+    loads = []
+
+    def loader(i):
+        def load():
+            loads.append(i)
+            return frames[i].frame
+        return load
+
+    futures = [encoder.request("owner", loader(i), i, KeyframeReason.CAMERA_MOVED) for i in (1, 2, 3)]
+    assert futures[0] is futures[1] is futures[2]  # one waiting slot per owner
+    keyframe = await futures[0]
+    assert keyframe.frame_id == 3 and loads == [3]  # the older frames were never even decoded
+    assert encoder.stats.superseded == 2 and encoder.stats.frames == 1
+
+
+async def test_without_pose_the_image_decides_whether_the_keyframe_is_usable(engine: Engine, orbit) -> None:
+    _, frames, target = orbit
+    session, inbox = open_session(engine)
+    still = replace(frames[0].frame, pose=None)
+    offer(session, still)
+    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    await inbox.result(0)
+    # a nearby view (one frame of orbit): answered from the keyframe, mapped by a 2D shift
+    near = replace(frames[1].frame, pose=None)
+    offer(session, near)
+    session.submit_prompt(_gaze_prompt(1, frames[1], target))
+    r1 = await inbox.result(1)
+    assert r1.result.keyframe_id == 0 and r1.result.frame_id == 1 and r1.mapping == MappingMethod.SHIFT
+    assert mask_iou(r1.result.masks[r1.result.best].mask.decode(), frames[1].visible_mask(target)) > 0.6
+    assert session.stats.prompts_waited_for_encode == 1
+    # a view 23 deg further along: the old embedding is not used, the prompt waits for its own keyframe
+    far = replace(frames[39].frame, pose=None)
+    offer(session, far)
+    session.submit_prompt(_gaze_prompt(2, frames[39], target))
+    r2 = await inbox.result(2)
+    assert r2.result.keyframe_id == 39 and r2.mapping == "identity"
+    assert session.stats.prompts_waited_for_encode == 2
+
+
+async def test_every_frame_policy_encodes_on_the_prompt_path(orbit) -> None:
+    _, frames, target = orbit
+    config = EngineConfig(port=0, keyframes=KeyframeConfig(policy=KeyframePolicy.EVERY_FRAME))
+    async with Engine(config) as engine:
+        session, inbox = open_session(engine)
+        for i in range(4):
+            offer(session, frames[i].frame)
+            session.submit_prompt(_gaze_prompt(i, frames[i], target))
+            msg = await inbox.result(i)
+            assert msg.result.keyframe_id == i and msg.kind is ResultKind.ANSWER and msg.mapping == "identity"
+        assert session.stats.keyframes_encoded == 4 and engine.encoder.stats.frames == 0
