@@ -2,6 +2,15 @@
 
 Writes bench/results/webrtc.json and bench/results/webrtc.png.
 
+WebRTC section: the engine (geometric model) and its WebRTC transport run in this process; the
+client runs in a second process (`--client`, spawned here), as a headset would, and both talk
+over loopback only (ICE host candidates 127.0.0.1, no STUN). The client streams livingroom1_micro
+at 640x480 and 15 fps (colour on the video track, rdz depth with every prompted frame), prompts
+with the demo's scripted gaze every few frames, and records glass-to-mask latency per prompt:
+capture timestamp on the client to result received on the client. The server side reports frames
+paired and dropped, the CPU time of its per-frame decode (YUV -> RGB and depth, on the worker
+pool), and its process CPU per frame (everything: SCTP, DTLS, VP8 decode, model).
+
 Depth codec section: every depth frame of the shared sequences (../shared/data/rgbd/*/depth), each
 codec encoded and decoded frame by frame, codecs taken in turn for several rounds so that load
 from other processes on the machine falls on all of them alike. Per frame we record the wall time
@@ -13,8 +22,12 @@ encoded bytes, summed over all frames.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import os
 import platform
+import resource
+import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -184,6 +197,182 @@ def _print_codecs(section: dict) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# WebRTC glass-to-mask
+
+LOOPBACK = ("127.0.0.1",)
+TOKEN = "bench-token"
+
+
+@dataclass(frozen=True)
+class StreamSettings:
+    """What the client process streams."""
+
+    frames: int = 200
+    fps: float = 15.0
+    prompt_every: int = 3
+    video_codec: str = "VP8"
+
+
+async def run_client(url: str, settings: StreamSettings, sequence: Path) -> dict:
+    """The client process: stream, prompt, and report what came back (runs with --client)."""
+    from dataclasses import replace
+
+    from clients.sources.folder import open_sequence
+    from clients.webrtc_client import RtcClientOptions, XrsegRtcClient
+    from clients.ws_client import EngineError
+    from engine.core import GazeSample, Prompt
+    from engine.demo.scripts import gaze_script_for
+
+    seq = open_sequence(sequence)
+    frames = [seq[i] for i in range(min(settings.frames, len(seq)))]
+    script = gaze_script_for(sequence, frames)
+    options = RtcClientOptions(
+        fps=settings.fps,
+        video_codec=settings.video_codec,
+        depth_every=settings.prompt_every,
+        host_addresses=LOOPBACK,
+    )
+    futures: dict[int, asyncio.Future] = {}
+    errors: list[str] = []
+    async with XrsegRtcClient.connect(url, TOKEN, "bench", options=options) as client:
+        cpu0, start = time.process_time(), time.perf_counter()
+        for index, recorded in enumerate(frames):
+            delay = start + index / settings.fps - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)  # the camera's clock
+            frame = replace(recorded, capture_ts=time.time())
+            await client.send_frame(frame)
+            if frame.frame_id % settings.prompt_every == 0:
+                gaze = script.gaze(index, frame, frame.capture_ts) or GazeSample(
+                    frame.capture_ts, 320.0, 240.0
+                )
+                futures[index] = client.prompt_nowait(
+                    Prompt(prompt_id=index, frame_id=frame.frame_id, gaze=(gaze,))
+                )
+        glass_to_mask, stages, on_own_frame = [], [], 0
+        for index, future in futures.items():
+            try:
+                timed = await asyncio.wait_for(future, 60)
+            except (EngineError, TimeoutError) as exc:
+                errors.append(f"prompt {index}: {exc!r}")
+                continue
+            glass_to_mask.append((timed.received - timed.result.timestamps.capture) * 1000.0)
+            stamps = timed.result.timestamps
+            stages.append(
+                {**stamps.durations_ms(), "back": (timed.received - (stamps.send or timed.received)) * 1000}
+            )
+            on_own_frame += timed.result.frame_id == frames[index].frame_id
+        wall = time.perf_counter() - start
+        video_bytes = 0
+        for report in (await client.pc.getStats()).values():
+            if getattr(report, "type", "") == "outbound-rtp":
+                video_bytes = report.bytesSent
+        return {
+            "frames_sent": len(frames),
+            "prompts_sent": len(futures),
+            "results": len(glass_to_mask),
+            "results_on_their_own_frame": on_own_frame,
+            "errors": errors,
+            "glass_to_mask_ms": glass_to_mask,
+            "stage_ms_p50": {
+                k: float(np.median([st[k] for st in stages if k in st]))
+                for k in (stages[0] if stages else {})
+            },
+            "video_frames_replaced_before_encode": client.track.replaced if client.track else 0,
+            "video_fillers": client.track.flushes if client.track else 0,
+            "video_kbit_per_s": video_bytes * 8 / wall / 1000,
+            "data_channel_kbit_per_s": client.bytes_sent * 8 / wall / 1000,
+            "client_cpu_ms_per_frame": (time.process_time() - cpu0) * 1000 / len(frames),
+            "stream_s": wall,
+        }
+
+
+async def measure_webrtc(settings: StreamSettings, sequence: Path) -> dict:
+    """Serve an engine over WebRTC here, stream to it from a client process, collect both sides."""
+    import aiohttp
+
+    from engine.config import EngineConfig
+    from engine.server import Engine
+    from engine.transport.webrtc import WebRTCConfig, WebRTCTransport
+
+    config = EngineConfig(tokens=(TOKEN,))
+    async with Engine(config) as engine:
+        transport = WebRTCTransport(engine, WebRTCConfig(port=0, host_addresses=LOOPBACK))
+        await transport.start()
+        try:
+            usage0 = resource.getrusage(resource.RUSAGE_SELF)
+            env = {**os.environ, "PYTHONPATH": str(REPO)}
+            args = [
+                *(
+                    sys.executable,
+                    "-m",
+                    "bench.webrtc",
+                    "--client",
+                    transport.url,
+                    "--data",
+                    str(sequence.parent),
+                ),
+                *("--frames", str(settings.frames), "--fps", str(settings.fps)),
+                *("--prompt-every", str(settings.prompt_every), "--video-codec", settings.video_codec),
+            ]
+            proc = await asyncio.create_subprocess_exec(
+                *args, cwd=REPO, env=env, stdout=asyncio.subprocess.PIPE
+            )
+            peers: list[dict] = []
+            while proc.returncode is None:  # sample the peer's metrics while it is alive
+                try:
+                    out = await asyncio.wait_for(proc.communicate(), 2.0)
+                    break
+                except TimeoutError:
+                    async with (
+                        aiohttp.ClientSession() as http,
+                        http.get(f"{transport.url}/metrics") as response,
+                    ):
+                        peers = (await response.json())["peers"] or peers
+            usage1 = resource.getrusage(resource.RUSAGE_SELF)
+        finally:
+            await transport.stop()
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench client failed with exit code {proc.returncode}")
+    client = json.loads(out[0].decode().strip().splitlines()[-1])
+    peer = peers[-1] if peers else {}
+    lat = np.array(client["glass_to_mask_ms"]) if client["glass_to_mask_ms"] else np.array([np.nan])
+    server_cpu_s = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
+    return {
+        "video_codec": settings.video_codec,
+        "frames": settings.frames,
+        "fps": settings.fps,
+        "prompt_every": settings.prompt_every,
+        "glass_to_mask_ms_p50": float(np.percentile(lat, 50)),
+        "glass_to_mask_ms_p95": float(np.percentile(lat, 95)),
+        "glass_to_mask_ms_all": [round(v, 1) for v in client["glass_to_mask_ms"]],
+        "frames_paired": peer.get("frames_paired"),
+        "frames_not_paired": settings.frames - (peer.get("frames_paired") or 0),
+        "metadata_dropped": peer.get("metadata_dropped"),
+        "video_dropped": peer.get("video_dropped"),
+        "metadata_latency_ms_p50": peer.get("metadata_latency_ms_p50"),
+        "video_latency_ms_p50": peer.get("video_latency_ms_p50"),
+        "decode_cpu_ms_p50": peer.get("decode_ms_p50"),
+        "decode_cpu_ms_p95": peer.get("decode_ms_p95"),
+        "server_cpu_ms_per_frame": server_cpu_s * 1000 / settings.frames,
+        "session": peer.get("session"),
+        "client": {k: v for k, v in client.items() if k != "glass_to_mask_ms"},
+    }
+
+
+def _print_webrtc(section: dict) -> None:
+    c = section["client"]
+    print(
+        f"{section['video_codec']}: glass-to-mask p50 {section['glass_to_mask_ms_p50']:.0f} ms, "
+        f"p95 {section['glass_to_mask_ms_p95']:.0f} ms over {c['results']}/{c['prompts_sent']} prompts "
+        f"({c['results_on_their_own_frame']} on their own frame); frames paired {section['frames_paired']}"
+        f"/{section['frames']}; decode cpu p50 {section['decode_cpu_ms_p50']} ms; server cpu/frame "
+        f"{section['server_cpu_ms_per_frame']:.1f} ms; video {c['video_kbit_per_s']:.0f} kbit/s, "
+        f"data {c['data_channel_kbit_per_s']:.0f} kbit/s"
+    )
+
+
+# ---------------------------------------------------------------------------------------------
 # output
 
 
@@ -262,12 +451,36 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="where webrtc.json and webrtc.png go")
     parser.add_argument("--rounds", type=int, default=3, help="passes over all frames per codec")
     parser.add_argument("--codec-only", action="store_true", help="only the depth codec comparison")
+    parser.add_argument("--webrtc-only", action="store_true", help="only the WebRTC stream")
+    parser.add_argument("--frames", type=int, default=StreamSettings.frames)
+    parser.add_argument("--fps", type=float, default=StreamSettings.fps)
+    parser.add_argument("--prompt-every", type=int, default=StreamSettings.prompt_every)
+    parser.add_argument("--video-codec", action="append", help="VP8 and/or H264 (repeatable; default both)")
+    parser.add_argument("--client", metavar="URL", help=argparse.SUPPRESS)  # the spawned client process
     args = parser.parse_args(argv)
+    codecs = args.video_codec or ["VP8", "H264"]
+    settings = StreamSettings(args.frames, args.fps, args.prompt_every, codecs[0])
+    sequence = args.data / "livingroom1_micro"
+    if args.client:
+        print(json.dumps(asyncio.run(run_client(args.client, settings, sequence))))
+        return
 
-    frames = load_depth_frames(args.data)
-    section = codec_section(measure_codecs(frames, codec_candidates(), args.rounds), args.data)
-    _print_codecs(section)
-    sections = {"depth_codec": section}
+    sections: dict = {}
+    if not args.webrtc_only:
+        frames = load_depth_frames(args.data)
+        sections["depth_codec"] = codec_section(
+            measure_codecs(frames, codec_candidates(), args.rounds), args.data
+        )
+        _print_codecs(sections["depth_codec"])
+    if not args.codec_only:
+        runs = {}
+        for codec in codecs:
+            runs[codec] = asyncio.run(
+                measure_webrtc(StreamSettings(args.frames, args.fps, args.prompt_every, codec), sequence)
+            )
+            _print_webrtc(runs[codec])
+        best = min(runs, key=lambda c: runs[c]["glass_to_mask_ms_p95"])
+        sections["webrtc"] = {**runs[best], "by_video_codec": runs, "chosen_video_codec": best}
     path = write_results(args.out, sections)
     print(f"wrote {path}")
 

@@ -202,6 +202,7 @@ class XrsegRtcClient:
         self._message_id = 0
         self._last_send = time.monotonic()
         self.depth_skipped = 0
+        self.bytes_sent = 0  # on the "xrseg" channel, chunk headers included
         control.on("message", self._on_message)
         self._keepalive = asyncio.create_task(self._keep_alive(), name="xrseg-rtc-keepalive")
 
@@ -315,6 +316,7 @@ class XrsegRtcClient:
         self._message_id += 1
         for chunk in split_message(data, self._message_id, self.options.max_chunk):
             self._control.send(chunk)
+            self.bytes_sent += len(chunk)
         self._last_send = time.monotonic()
 
     async def _drained(self, timeout: float) -> None:
