@@ -55,7 +55,8 @@ class GeometricEncoder:
                     "register depth to the colour camera first"
                 )
             depth = np.asarray(depth, np.float32)
-            depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))
+            if not (np.isfinite(depth.sum()) and depth.min() >= 0):  # NaN, inf or negative somewhere
+                depth = np.where(np.isfinite(depth) & (depth > 0), depth, np.float32(0.0))
             if not depth.any():
                 depth = None
         k_full = image.camera_matrix if image.camera_matrix is not None else default_camera_matrix(w, h, cfg)

@@ -221,6 +221,52 @@ def _adjacent_parts(
     return uniq // n_part, (uniq % n_part).astype(np.int32), count
 
 
+def _same_colour_neighbour(
+    colour: np.ndarray, n_colour: int, part: np.ndarray, n_part: int, rgb: np.ndarray, max_chroma: float
+) -> np.ndarray:
+    """(n_colour,) int32: for every colour patch, the adjacent part whose colour right at the
+    shared boundary has the closest chromaticity, if closer than max_chroma (else 0).
+
+    O(patch pixels): the patch's pixels and their four neighbours are all that is read.
+    """
+    h, w = part.shape
+    idx = np.flatnonzero(colour)
+    target = np.zeros(n_colour, np.int32)
+    if idx.size == 0:
+        return target
+    flat_rgb = rgb.reshape(-1, 3)
+    cid = colour.ravel()[idx].astype(np.int64)
+    own = np.stack([np.bincount(cid, flat_rgb[idx, k], n_colour) for k in range(3)], 1)
+    padded = np.zeros((h + 2, w + 2), np.int32)
+    padded[1:-1, 1:-1] = part
+    flat = padded.ravel()
+    rows, cols = np.divmod(idx, w)
+    centre = (rows + 1) * (w + 2) + cols + 1
+    codes, nb_pixels = [], []
+    for off_padded, off in ((1, 1), (-1, -1), (w + 2, w), (-(w + 2), -w)):
+        nb = flat[centre + off_padded]
+        sel = nb > 0
+        codes.append(cid[sel] * n_part + nb[sel])
+        nb_pixels.append(idx[sel] + off)
+    code = np.concatenate(codes)
+    if code.size == 0:
+        return target
+    pix = np.concatenate(nb_pixels)
+    uniq, inverse = np.unique(code, return_inverse=True)
+    theirs = np.stack([np.bincount(inverse, flat_rgb[pix, k], uniq.size) for k in range(3)], 1)
+    ci, pj = uniq // n_part, (uniq % n_part).astype(np.int32)
+    chroma_own = own / np.maximum(own.sum(axis=1, keepdims=True), 1.0)
+    chroma_theirs = theirs / np.maximum(theirs.sum(axis=1, keepdims=True), 1.0)
+    dist = np.abs(chroma_own[ci] - chroma_theirs).sum(axis=1)
+    order = np.lexsort((dist, ci))
+    first = np.ones(order.size, bool)
+    first[1:] = ci[order][1:] != ci[order][:-1]
+    best = order[first]
+    ok = dist[best] < max_chroma
+    target[ci[best][ok]] = pj[best][ok]
+    return target
+
+
 def _fill_holes(
     part: np.ndarray,
     n_part: int,
@@ -250,11 +296,10 @@ def _fill_holes(
     hid, plab, shared = _adjacent_parts(holes, part, n_part)
     if hid.size:
         obj = object_lut[plab].astype(np.int64)
-        lo = np.full(n_holes, np.iinfo(np.int64).max)
-        hi = np.full(n_holes, -1, np.int64)
-        np.minimum.at(lo, hid, obj)
-        np.maximum.at(hi, hid, obj)
-        inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area <= hole_max_px) & (lo == hi)
+        n_obj = int(object_lut.max()) + 1
+        objects_around = np.bincount(np.unique(hid * n_obj + obj) // n_obj, minlength=n_holes)
+        single = objects_around == 1
+        inner = (x > 0) & (y > 0) & (x + bw < w) & (y + bh < h) & (area <= hole_max_px) & single
         inner[0] = False
         order = np.lexsort((-shared, hid))
         first = np.ones(order.size, bool)
@@ -269,28 +314,10 @@ def _fill_holes(
         return part, object_lut, region_lut
     n_c, colour = _components(rest & (f.colour_step < cfg.colour_step))
     if n_c > 1:
-        cid, plab, _ = _adjacent_parts(colour, part, n_part)
-        if cid.size:
-            # chromaticity of the colour patches and of the parts right next to them
-            near = cv2.dilate(rest.view(np.uint8), np.ones((7, 7), np.uint8)).view(bool)
-            rgb = f.rgb.reshape(-1, 3)
-            idx = np.flatnonzero(near)
-            labels_c, labels_p = colour.ravel()[idx], part.ravel()[idx]
-            sum_c = np.stack([np.bincount(labels_c, rgb[idx, k], n_c) for k in range(3)], 1)
-            sum_p = np.stack([np.bincount(labels_p, rgb[idx, k], n_part) for k in range(3)], 1)
-            chroma_c = sum_c / np.maximum(sum_c.sum(1, keepdims=True), 1.0)
-            chroma_p = sum_p / np.maximum(sum_p.sum(1, keepdims=True), 1.0)
-            dist = np.abs(chroma_c[cid] - chroma_p[plab]).sum(axis=1)
-            order = np.lexsort((dist, cid))
-            first = np.ones(order.size, bool)
-            first[1:] = cid[order][1:] != cid[order][:-1]
-            best = order[first]
-            target = np.zeros(n_c, np.int32)
-            ok = dist[best] < cfg.merge_chroma
-            target[cid[best][ok]] = plab[best][ok]
-            joined = target[colour]
-            part = np.maximum(part, joined)
-            colour = colour * (joined == 0)
+        target = _same_colour_neighbour(colour, n_c, part, n_part, f.rgb, cfg.merge_chroma)
+        joined = target[colour]
+        part = np.maximum(part, joined)
+        colour = colour * (joined == 0)
         size = np.bincount(colour.ravel(), minlength=n_c)
         keep = size >= min_px
         keep[0] = False
