@@ -66,6 +66,10 @@ def serve(
     checkpoint: Annotated[Path | None, typer.Option(help="Weights for backends that need them.")] = None,
     device: str = "cpu",
     workers: int = 2,
+    clip_checkpoint: Annotated[
+        Path | None, typer.Option(help="CLIP weights for text prompts: open_clip folder, or weights file + --clip-arch.")
+    ] = None,
+    clip_arch: Annotated[str | None, typer.Option(help="open_clip architecture of a --clip-checkpoint file.")] = None,
     log_level: str = "INFO",
 ) -> None:
     """Run the engine: WebSocket on ws://HOST:PORT."""
@@ -75,7 +79,8 @@ def serve(
     configure_logging(log_level)
     if not token:
         raise typer.BadParameter("give at least one --token; clients send it in their hello message", param_hint="--token")
-    config = EngineConfig(host=host, port=port, tokens=tuple(token), model=model, checkpoint=checkpoint, device=device, workers=workers)
+    config = EngineConfig(host=host, port=port, tokens=tuple(token), model=model, checkpoint=checkpoint, device=device, workers=workers,
+                          clip_checkpoint=clip_checkpoint, clip_arch=clip_arch)
 
     async def main() -> None:
         stop = asyncio.Event()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from engine.dwell import DwellConfig
 from engine.everything import EverythingConfig
+from engine.fusion.text import TextRankConfig
 from engine.lift import LiftConfig
 from engine.mapping import MappingConfig
 from engine.masks import MaskCleanConfig
@@ -37,6 +38,10 @@ class EngineConfig:
         everything: the point-grid automatic masks (engine/everything.py).
         gaze: fixation thresholds and speculative decoding (engine/dwell.py).
         tracking: tracked objects per session and when to distrust a decode (engine/tracking.py).
+        clip_checkpoint: CLIP weights for text prompts (an open_clip folder, or a weights file
+            with clip_arch); None answers text prompts with unsupported_prompt.
+        clip_arch: open_clip architecture of a weights-file clip_checkpoint (e.g. ViT-B-32).
+        text_ranking: weights and crops of the text ranking (engine/fusion/text.py).
     """
 
     host: str = "127.0.0.1"
@@ -59,3 +64,6 @@ class EngineConfig:
     everything: EverythingConfig = field(default_factory=EverythingConfig)
     gaze: DwellConfig = field(default_factory=DwellConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    clip_checkpoint: Path | None = None
+    clip_arch: str | None = None
+    text_ranking: TextRankConfig = field(default_factory=TextRankConfig)
