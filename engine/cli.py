@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+from collections.abc import Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,6 +21,8 @@ except SystemLibraryError as exc:
 
 from engine.config import EngineConfig  # noqa: E402  (after the check: it imports open3d)
 from engine.logging_setup import configure_logging  # noqa: E402
+
+T = TypeVar("T")
 
 app = typer.Typer(help="xrseg: real-time streaming segmentation for AR/VR.", no_args_is_help=True, add_completion=False)
 console = Console()
@@ -50,7 +53,7 @@ def demo(
         max_frames=max_frames,
         engine=EngineConfig(port=0, model=model, checkpoint=checkpoint),
     )
-    summary = asyncio.run(run_demo(config))
+    summary = _run_or_explain(run_demo(config))
     console.print_json(json.dumps({k: v for k, v in summary.items() if k != "latency_ms"}))
     for stage, s in summary["latency_ms"].items():
         console.print(f"  {stage:>18}: p50 {s['p50']:7.1f} ms   p95 {s['p95']:7.1f} ms   (n={s['n']})")
@@ -94,7 +97,7 @@ def serve(
             await stop.wait()
             await transport.stop()
 
-    asyncio.run(main())
+    _run_or_explain(main())
 
 
 @app.command()
@@ -129,6 +132,17 @@ def stream(
             console.print(f"prompt-to-result p50 {lat[len(lat) // 2]:.1f} ms, max {lat[-1]:.1f} ms")
 
     asyncio.run(main())
+
+
+def _run_or_explain(main: Coroutine[Any, Any, T]) -> T:
+    """Run a command's coroutine; a model that cannot load ends the command with its message, not a traceback."""
+    from models.interfaces import ModelError
+
+    try:
+        return asyncio.run(main)
+    except ModelError as exc:
+        console.print(f"[red]xrseg: {exc}")
+        raise typer.Exit(2) from None
 
 
 def _mount_sub_apps() -> None:
