@@ -99,9 +99,6 @@ class RtcClientOptions:
         return max(1, round(VIDEO_CLOCK_HZ / self.fps))
 
 
-FILLER_PTS_OFFSET = 1500  # 1/60 s: off the grid of frame_id * pts_per_frame for any fps <= 30
-
-
 class FrameTrack(MediaStreamTrack):
     """A video track fed by put(): a slow encoder never builds up latency.
 
@@ -119,8 +116,11 @@ class FrameTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, max_pinned: int = 3, flush_after_s: float | None = 0.005) -> None:
+    def __init__(self, pts_per_frame: int, max_pinned: int = 3, flush_after_s: float | None = 0.005) -> None:
         super().__init__()
+        self._filler_offset = (
+            pts_per_frame // 2
+        )  # half-way between two frames: as far off the grid as it gets
         self._pinned: deque[av.VideoFrame] = deque()
         self._max_pinned = max_pinned
         self._newest: av.VideoFrame | None = None
@@ -157,7 +157,7 @@ class FrameTrack(MediaStreamTrack):
             except TimeoutError:
                 last, self._last = self._last, None
                 self.flushes += 1
-                return _filler_after(last)
+                return _filler_after(last, self._filler_offset)
         while not self._pinned and self._newest is None:
             if self.readyState != "live":
                 raise MediaStreamError
@@ -175,10 +175,10 @@ class FrameTrack(MediaStreamTrack):
         self._ready.set()
 
 
-def _filler_after(frame: av.VideoFrame) -> av.VideoFrame:
+def _filler_after(frame: av.VideoFrame, offset: int) -> av.VideoFrame:
     """The same picture half a frame interval later (off the frame grid): a tiny delta frame."""
     filler = av.VideoFrame.from_ndarray(frame.to_ndarray(format="rgb24"), format="rgb24")
-    filler.pts = frame.pts + FILLER_PTS_OFFSET
+    filler.pts = frame.pts + offset
     filler.time_base = frame.time_base
     return filler
 
@@ -393,7 +393,7 @@ class _Connector:
         opts = self._options
         control = pc.createDataChannel("xrseg", ordered=True)
         gaze = pc.createDataChannel("gaze", ordered=False, maxRetransmits=0)
-        track = FrameTrack() if opts.video else None
+        track = FrameTrack(opts.pts_per_frame) if opts.video else None
         if track is not None:
             transceiver = pc.addTransceiver(track, direction="sendonly")
             wanted = f"video/{opts.video_codec}".lower()

@@ -133,12 +133,21 @@ class RtcPeer:
 
     # -- metrics -----------------------------------------------------------------------------
 
-    async def metrics(self) -> dict[str, Any]:
+    def counters(self) -> dict[str, Any]:
+        """Counters and rates without RTP statistics (cheap, synchronous; valid after close)."""
         sctp = self.pc.sctp.transport if self.pc.sctp is not None else None
         srtt = getattr(sctp, "_srtt", None)  # aiortc's SCTP smoothed RTT, seconds (best effort)
         snap = self.stats.snapshot(
             self.pc.connectionState, self.aligner.counters, srtt * 1000 if srtt else None
         )
+        return {
+            **snap.as_dict(),
+            "off_grid": self.aligner.counters.off_grid,
+            "session": vars(self.session.stats),
+        }
+
+    async def metrics(self) -> dict[str, Any]:
+        """counters() plus the video track's RTP statistics."""
         video: dict[str, Any] = {}
         for report in (await self.pc.getStats()).values():
             if getattr(report, "type", "") == "inbound-rtp":
@@ -147,7 +156,7 @@ class RtcPeer:
                     "packets_lost": report.packetsLost,
                     "jitter": report.jitter,
                 }
-        return {**snap.as_dict(), "video_rtp": video, "session": vars(self.session.stats)}
+        return {**self.counters(), "video_rtp": video}
 
     # -- events from aiortc -------------------------------------------------------------------
 

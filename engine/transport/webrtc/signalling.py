@@ -3,7 +3,8 @@
     POST /webrtc/offer   {"sdp", "type": "offer", "token", "session_id"?, "client"?, "video_pts_per_frame"?}
                       -> {"sdp", "type": "answer", "session_id", "model", "limits"}
     GET  /health         {"status": "ok", "sessions", "peers"}
-    GET  /metrics        {"sessions", "peers": [per-peer counters, rates and session stats]}
+    GET  /metrics        {"sessions", "peers": [per-peer counters, rates, session stats],
+                          "recently_closed": [final counters of the last 16 closed peers]}
 
 The token authenticates exactly as the WebSocket hello does (Engine.open_session). An offer that
 names a session_id resumes that session (after a dropped connection or a killed client); any
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from dataclasses import asdict
 from typing import Any
 
@@ -45,6 +47,7 @@ class WebRTCTransport:
         self.engine = engine
         self.config = config if config is not None else WebRTCConfig()
         self.peers: dict[str, RtcPeer] = {}
+        self.recently_closed: deque[dict[str, Any]] = deque(maxlen=16)  # final counters of closed peers
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
 
@@ -137,9 +140,13 @@ class WebRTCTransport:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         peers = [await peer.metrics() for peer in list(self.peers.values())]
-        return web.json_response({"sessions": len(self.engine.sessions), "peers": peers})
+        closed = list(self.recently_closed)
+        return web.json_response(
+            {"sessions": len(self.engine.sessions), "peers": peers, "recently_closed": closed}
+        )
 
     def _forget(self, peer: RtcPeer) -> None:
+        self.recently_closed.append(peer.counters())
         if self.peers.get(peer.session.session_id) is peer:
             del self.peers[peer.session.session_id]
 
