@@ -181,3 +181,11 @@ def test_frame_errors() -> None:
 def test_message_size_limit() -> None:
     data = encode_frame(_frame())
     assert _code(data, Limits(max_message_bytes=len(data) - 1)) == ErrorCode.TOO_LARGE
+
+
+def test_fields_added_by_a_newer_engine_are_ignored() -> None:
+    header = {"v": 1, "type": "stats", "stats": {"frames_received": 3, "gpu_ms": 1.5}}
+    msg = decode_message(json.dumps(header))
+    assert msg.stats.frames_received == 3
+    welcome = {"v": 1, "type": "welcome", "session_id": "s", "model": "m", "limits": {"max_points": 8, "max_voxels": 9}}
+    assert decode_message(json.dumps(welcome)).limits.max_points == 8

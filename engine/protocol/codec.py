@@ -15,7 +15,7 @@ import json
 import math
 import struct
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -174,6 +174,12 @@ def _field(obj: dict[str, Any], key: str, kind: type, default: Any = ..., ref_id
     return value
 
 
+def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:
+    """Keep the keys a dataclass knows: a newer peer may add fields (forward compatibility)."""
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in values.items() if k in names}
+
+
 def _floats(obj: dict[str, Any], key: str, n: int, ref_id: int | None) -> np.ndarray:
     value = _field(obj, key, list, ref_id=ref_id)
     if len(value) != n or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
@@ -313,7 +319,7 @@ def encode_prompt(
 def _decode_prompt(env: Envelope, limits: Limits) -> PromptMessage:
     h = env.header
     pid = _field(h, "prompt_id", int)
-    fields: dict[str, Any] = {"points": [], "gaze": []}
+    parsed: dict[str, Any] = {"points": [], "gaze": []}
     for item in _field(h, "items", list, ref_id=pid):
         if not isinstance(item, dict):
             raise ProtocolError(ErrorCode.BAD_PROMPT, "each prompt item must be an object with a 'type'", pid)
@@ -324,21 +330,21 @@ def _decode_prompt(env: Envelope, limits: Limits) -> PromptMessage:
                 f"unknown prompt item type {item.get('type')!r}; v1 items: {', '.join(_PROMPT_ITEMS)}",
                 pid,
             )
-        parser(item, env, fields, pid, limits)
-    if len(fields["points"]) > limits.max_points or len(fields["gaze"]) > limits.max_gaze_samples:
+        parser(item, env, parsed, pid, limits)
+    if len(parsed["points"]) > limits.max_points or len(parsed["gaze"]) > limits.max_gaze_samples:
         raise ProtocolError(ErrorCode.TOO_LARGE, f"at most {limits.max_points} points and {limits.max_gaze_samples} gaze samples", pid)
     prompt = Prompt(
         prompt_id=pid,
         frame_id=_field(h, "frame_id", int, ref_id=pid),
-        points=tuple(fields["points"]),
-        box=fields.get("box"),
-        mask=fields.get("mask"),
-        text=fields.get("text"),
-        gaze=tuple(fields["gaze"]),
+        points=tuple(parsed["points"]),
+        box=parsed.get("box"),
+        mask=parsed.get("mask"),
+        text=parsed.get("text"),
+        gaze=tuple(parsed["gaze"]),
         multimask=_field(h, "multimask", bool, default=True, ref_id=pid),
         want_3d=_field(h, "want_3d", bool, default=True, ref_id=pid),
     )
-    everything = fields.get("everything")
+    everything = parsed.get("everything")
     if prompt.is_empty() and everything is None:
         raise ProtocolError(ErrorCode.BAD_PROMPT, "prompt has no items; send a point, box, mask, text, gaze or everything", pid)
     answer = _field(h, "answer", str, default=str(AnswerMode.NOW), ref_id=pid)
@@ -500,7 +506,7 @@ def _decode_result(env: Envelope, limits: Limits) -> ResultMessage:
         best=_field(h, "best", int),
         segment=segment,
         pose=Pose(_floats(h, "pose", 16, None).reshape(4, 4)) if h.get("pose") is not None else None,
-        timestamps=StageTimestamps(**{k: float(v) for k, v in _field(h, "timestamps", dict).items()}),
+        timestamps=StageTimestamps(**{k: float(v) for k, v in _known(StageTimestamps, _field(h, "timestamps", dict)).items()}),
     )
     kind = _field(h, "kind", str, default=str(ResultKind.ANSWER))
     return ResultMessage(
@@ -530,7 +536,7 @@ def _decode_hello(env: Envelope, limits: Limits) -> Hello:
 
 def _decode_welcome(env: Envelope, limits: Limits) -> Welcome:
     h = env.header
-    return Welcome(_field(h, "session_id", str), _field(h, "model", str), Limits(**_field(h, "limits", dict)))
+    return Welcome(_field(h, "session_id", str), _field(h, "model", str), Limits(**_known(Limits, _field(h, "limits", dict))))
 
 
 def _decode_error(env: Envelope, limits: Limits) -> ErrorMessage:
@@ -553,7 +559,7 @@ _DECODERS: dict[str, Callable[[Envelope, Limits], Message]] = {
     MessageType.PING: lambda env, limits: Ping(_field(env.header, "t", float)),
     MessageType.PONG: lambda env, limits: Pong(_field(env.header, "t", float), _field(env.header, "server_t", float)),
     MessageType.BYE: lambda env, limits: Bye(_field(env.header, "reason", str, default="")),
-    MessageType.STATS: lambda env, limits: StatsMessage(SessionStats(**_field(env.header, "stats", dict))),
+    MessageType.STATS: lambda env, limits: StatsMessage(SessionStats(**_known(SessionStats, _field(env.header, "stats", dict)))),
     MessageType.CANCEL: lambda env, limits: Cancel(_field(env.header, "prompt_id", int, default=None)),
 }
 
