@@ -36,8 +36,6 @@ class GeometricConfig:
         convex_deg, concave_deg: normal angle above which a crease is marked. Concave creases
             (LCCP criterion (n_p - n_q) . (x_p - x_q) < 0) separate objects from what they rest
             on, so they use the lower threshold.
-        crease_sure_deg: above this angle a crease keeps its full width; below it only the
-            ridge (non-maximum suppression) is kept, so weak creases stay thin.
         crease_min_px: crease pieces (after the one-pixel dilation, at the working resolution)
             smaller than this are noise peaks and dropped.
     Colour:
@@ -78,7 +76,6 @@ class GeometricConfig:
     convex_deg: float = 40.0
     concave_deg: float = 35.0
     crease_min_px: int = 24
-    crease_sure_deg: float = 179.0
     colour_step: int = 28
     colour_levels: tuple[int, int, int] = (14, 24, 40)
     min_region_px: int = 30

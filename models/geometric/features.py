@@ -132,9 +132,9 @@ def normal_creases(
     compared (their normals belong to different surfaces; the jump already separates them).
 
     The angle stays above threshold over about 1.4 k pixels across a crease, so only its ridge
-    (non-maximum suppression along the comparison axis) is kept, plus the part of the hump above
-    cfg.crease_sure_deg (noise cannot break that, so strong creases stay closed), dilated by one
-    pixel; short isolated pieces (noise peaks) are dropped.
+    (non-maximum suppression along the comparison axis) is kept, dilated by one pixel; short
+    isolated pieces (noise peaks) are dropped. Gaps a ridge may still have are bridged later by
+    the object graph (graph.py), which decides between whole patches, not pixels.
 
     Depth noise grows with z² while a pixel's metric size grows with z, so angular noise grows
     with z: beyond cfg.crease_noise_z_m the squared normal difference is divided by
@@ -160,19 +160,15 @@ def normal_creases(
     k = (cfg.normal_window, cfg.normal_window)
     tangents = []
     for ok, axis in ((ok_x, 1), (ok_y, 0)):
-        chans = []
         for c in (px, py, depth):
             d = np.zeros((h, w), np.float32)
             if axis == 1:
                 np.subtract(c[:, 1:], c[:, :-1], out=d[:, :-1])
             else:
                 np.subtract(c[1:], c[:-1], out=d[:-1])
-            chans.append(d * ok)
-        tangents.append(
-            cv2.boxFilter(cv2.merge(chans), -1, k, normalize=False, borderType=cv2.BORDER_CONSTANT)
-        )
-    ux, uy, uz = cv2.split(tangents[0])
-    vx, vy, vz = cv2.split(tangents[1])
+            d *= ok
+            tangents.append(cv2.boxFilter(d, -1, k, normalize=False, borderType=cv2.BORDER_CONSTANT))
+    ux, uy, uz, vx, vy, vz = tangents
     nx, ny, nz = vy * uz - vz * uy, vz * ux - vx * uz, vx * uy - vy * ux
     norm = cv2.magnitude(cv2.magnitude(nx, ny), nz)
     # A normal exists wherever its window had valid differences, even on an invalid pixel: an
@@ -191,10 +187,12 @@ def normal_creases(
 
     thr_convex = np.float32(2 - 2 * np.cos(np.deg2rad(cfg.convex_deg)))
     thr_concave = np.float32(2 - 2 * np.cos(np.deg2rad(cfg.concave_deg)))
-    thr_sure = np.float32(2 - 2 * np.cos(np.deg2rad(cfg.crease_sure_deg)))
+    thr_low = min(thr_convex, thr_concave)
     s = (cfg.normal_window + 1) // 2
-    convex = np.zeros((h, w), bool)
-    concave = np.zeros((h, w), bool)
+    convex = np.zeros(h * w, bool)
+    concave = np.zeros(h * w, bool)
+    flat_n = (nx.ravel(), ny.ravel(), nz.ravel())
+    flat_p = (px.ravel(), py.ravel(), depth.ravel())
     for axis, cum, a, b, c in (
         (
             1,
@@ -216,12 +214,24 @@ def normal_creases(
         diff2 = np.zeros((h, w), np.float32)
         diff2[c] = (dnx * dnx + dny * dny + dnz * dnz) * inv_scale2[c]
         diff2[c] *= good[a] & good[b] & (cum[a] == cum[b])
+        # The rest only where the angle clears the lower threshold (a few percent of pixels).
+        idx = np.flatnonzero(diff2 > thr_low)
+        step = s if axis == 1 else s * w
+        ia, ib = idx - step, idx + step
         # LCCP sign: (n_a - n_b) . (x_a - x_b) > 0 is convex.
-        convex_pair = np.zeros((h, w), bool)
-        convex_pair[c] = dnx * (px[a] - px[b]) + dny * (py[a] - py[b]) + dnz * (depth[a] - depth[b]) > 0
-        keep = _ridge(diff2, axis) | (diff2 > thr_sure)
-        convex |= keep & convex_pair & (diff2 > thr_convex)
-        concave |= keep & ~convex_pair & (diff2 > thr_concave)
+        sign = sum((n[ia] - n[ib]) * (p[ia] - p[ib]) for n, p in zip(flat_n, flat_p, strict=True))
+        # Non-maximum suppression along the comparison axis: keep the hump's ridge.
+        d2 = diff2.ravel()
+        one = 1 if axis == 1 else w
+        here = d2[idx]
+        ridge = (here >= d2[np.maximum(idx - one, 0)]) & (here >= d2[np.minimum(idx + one, h * w - 1)])
+        if axis == 1:  # neighbours must be on the same row
+            col = idx % w
+            ridge &= (col > 0) & (col < w - 1)
+        convex[idx[ridge & (sign > 0) & (here > thr_convex)]] = True
+        concave[idx[ridge & (sign <= 0) & (here > thr_concave)]] = True
+    convex = convex.reshape(h, w)
+    concave = concave.reshape(h, w)
     convex &= valid
     concave &= valid
     # Thicken the 1-pixel ridges so they stay closed barriers for 4-connected components, and
@@ -237,18 +247,6 @@ def normal_creases(
     normals = cv2.merge([nx, ny, nz])
     normals[~good] = 0.0
     return convex.view(bool) & long_enough, concave.view(bool) & long_enough, normals, points
-
-
-def _ridge(values: np.ndarray, axis: int) -> np.ndarray:
-    """(h, w) bool: pixels not smaller than both neighbours along `axis` (1 = x, 0 = y)."""
-    out = np.zeros(values.shape, bool)
-    if axis == 1:
-        mid = values[:, 1:-1]
-        out[:, 1:-1] = (mid >= values[:, :-2]) & (mid >= values[:, 2:])
-    else:
-        mid = values[1:-1]
-        out[1:-1] = (mid >= values[:-2]) & (mid >= values[2:])
-    return out
 
 
 def downsample_depth(depth: np.ndarray, valid: np.ndarray, factor: int) -> np.ndarray:

@@ -128,11 +128,10 @@ def objects_and_regions(
     flat = patch.ravel()
     use = np.flatnonzero(seeds.ravel() & (f.normals[..., 2] != 0).ravel())
     ids = flat[use]
-    pts = [f.points.reshape(-1, 3)[use, k] for k in range(3)]
+    pts = np.take(f.points.reshape(-1, 3), use, axis=0).T  # np.take: faster than fancy-indexing rows
+    nrm = np.take(f.normals.reshape(-1, 3), use, axis=0).T
     count = np.bincount(ids, minlength=n).astype(np.float64)
-    normal = np.stack([np.bincount(ids, f.normals.reshape(-1, 3)[use, k], n) for k in range(3)], 1).astype(
-        np.float64
-    )
+    normal = np.stack([np.bincount(ids, nrm[k], n) for k in range(3)], 1).astype(np.float64)
     centre = np.stack([np.bincount(ids, p, n) for p in pts], 1).astype(np.float64)
     sq = np.bincount(ids, pts[0] * pts[0] + pts[1] * pts[1] + pts[2] * pts[2], n).astype(np.float64)
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)

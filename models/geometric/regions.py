@@ -236,7 +236,8 @@ def _same_colour_neighbour(
         return target
     flat_rgb = rgb.reshape(-1, 3)
     cid = colour.ravel()[idx].astype(np.int64)
-    own = np.stack([np.bincount(cid, flat_rgb[idx, k], n_colour) for k in range(3)], 1)
+    own_rgb = np.take(flat_rgb, idx, axis=0).T
+    own = np.stack([np.bincount(cid, own_rgb[k], n_colour) for k in range(3)], 1)
     padded = np.zeros((h + 2, w + 2), np.int32)
     padded[1:-1, 1:-1] = part
     flat = padded.ravel()
@@ -253,7 +254,8 @@ def _same_colour_neighbour(
         return target
     pix = np.concatenate(nb_pixels)
     uniq, inverse = np.unique(code, return_inverse=True)
-    theirs = np.stack([np.bincount(inverse, flat_rgb[pix, k], uniq.size) for k in range(3)], 1)
+    nb_rgb = np.take(flat_rgb, pix, axis=0).T
+    theirs = np.stack([np.bincount(inverse, nb_rgb[k], uniq.size) for k in range(3)], 1)
     ci, pj = uniq // n_part, (uniq % n_part).astype(np.int32)
     chroma_own = own / np.maximum(own.sum(axis=1, keepdims=True), 1.0)
     chroma_theirs = theirs / np.maximum(theirs.sum(axis=1, keepdims=True), 1.0)
