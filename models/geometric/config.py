@@ -44,7 +44,9 @@ class GeometricConfig:
         colour_levels: steps for the colour-only fallback (part, object, region), decreasing
             sensitivity from fine to coarse.
     Object graph (graph.py):
-        cell_px: parts are cut into patches by a grid of this many working-resolution pixels.
+        cell_px: pieces (surfaces bounded by depth edges, concave creases and strong colour
+            edges) are cut into patches by a grid of this many working-resolution pixels, so a
+            leak through a gap in a crease line stays local.
         min_patch_px: patches with fewer core pixels have no trustworthy normal.
         merge_concave_deg: adjacent patches meeting concavely still join when their normals are
             within this angle (noise, not a contact).
@@ -53,13 +55,17 @@ class GeometricConfig:
         piece_concave_deg: patches cut by the grid from one piece stay joined unless they meet
             concavely at more than this angle.
     Label maps:
-        min_region_px: components smaller than this are dissolved into their neighbours.
+        min_region_px: components smaller than this (full-resolution pixels) are dissolved into
+            their neighbours.
         reassign_max_px: edge pixels up to this far (working-resolution pixels) from a region
             are given to the nearest region (masks are not eroded by the edge width).
         band_radius_px: with depth, a band pixel then joins the region whose local tangent plane
             (of its first core pixel within this many pixels along an axis) it lies closest to.
-        hole_max_frac: enclosed sensor holes up to this fraction of the image join the
-            surrounding region.
+        hole_max_frac: sensor holes up to this fraction of the image that are surrounded by one
+            object join it.
+    Camera:
+        default_focal_px_at_640: focal length assumed (scaled with the width) for frames sent
+            without intrinsics.
     Decoder:
         snap_radius_px: a point on a depth hole snaps to the nearest valid-depth pixel this close.
         box_fill: a box prompt picks components with at least this fraction of their area inside.

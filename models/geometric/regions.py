@@ -1,17 +1,21 @@
 """Label maps at three granularities, grown between the edges of features.py.
 
     part   = bounded by depth edges + every crease + strong colour edges   (a box's face)
-    object = bounded by depth edges + concave creases                      (the box, cut from the
+    object = bounded by depth edges + concave contacts                     (the box, cut from the
                                                                             floor it rests on)
     region = bounded by depth edges only                                   (everything touching)
 
-Each level is a set of 4-connected components (cv2.connectedComponents) of the pixels that are
-not on that level's edges. The levels nest exactly: every part lies inside one object and every
-object inside one region, because the coarser maps are look-up tables over the part map.
+With depth, objects and regions come from the patch graph of graph.py (LCCP-style decisions
+between surface pieces, robust to noise specks and to gaps in crease lines); parts are
+4-connected components (cv2.connectedComponents) of the pixels off every edge, split by object.
+Without depth, each level is the components of the pixels under that level's colour threshold.
+The levels nest exactly: every part lies in one object and every object in one region, because
+the coarser levels are look-up tables over the part map.
 
-Edge pixels are then given back to the nearest component, so masks are not eroded by the width
-of the edge bands; enclosed sensor holes join the component
-around them; larger holes get colour-only components so a click there still means something.
+Edge pixels are handed to the nearest component (and, with depth, to the surface whose tangent
+plane they lie on, bands.py), so masks are not eroded by the width of the edge bands. Sensor holes
+surrounded by one object join it; other holes are split by colour and join the adjacent part of
+the same chromaticity, or become labels of their own so a click there still means something.
 """
 
 from __future__ import annotations
