@@ -61,6 +61,7 @@ class GeometricConfig:
             are given to the nearest region (masks are not eroded by the edge width).
         band_radius_px: with depth, a band pixel then joins the region whose local tangent plane
             (of its first core pixel within this many pixels along an axis) it lies closest to.
+        part_grow_px: parts grow this many pixels into the edge bands around them.
         hole_max_frac: sensor holes up to this fraction of the image that are surrounded by one
             object join it.
     Camera:
@@ -92,6 +93,7 @@ class GeometricConfig:
     piece_concave_deg: float = 40.0
     reassign_max_px: float = 8.0
     band_radius_px: int = 6
+    part_grow_px: int = 4
     hole_max_frac: float = 0.02
     snap_radius_px: int = 8
     box_fill: float = 0.5

@@ -61,15 +61,18 @@ def _adjacent_pairs(
     patch: np.ndarray, n: int, jump_x: np.ndarray, jump_y: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Patch pairs sharing a 4-neighbour boundary: (i, j, boundary pixel pairs, of them jumps)."""
+    h, w = patch.shape
+    flat = patch.ravel()
     keys, jumps = [], []
-    for a, b, jump in (
-        (patch[:, :-1], patch[:, 1:], _widen(jump_x, 1)),
-        (patch[:-1], patch[1:], _widen(jump_y, 0)),
+    for a, b, jump, step in (
+        (patch[:, :-1], patch[:, 1:], _widen(jump_x, 1), 1),
+        (patch[:-1], patch[1:], _widen(jump_y, 0), w),
     ):
-        diff = (a != b) & (a > 0) & (b > 0)
-        la, lb = a[diff].astype(np.int64), b[diff].astype(np.int64)
+        rows, cols = np.nonzero((a != b) & (a > 0) & (b > 0))
+        first = rows * w + cols
+        la, lb = flat[first].astype(np.int64), flat[first + step].astype(np.int64)
         keys.append(np.minimum(la, lb) * n + np.maximum(la, lb))
-        jumps.append(jump[diff])
+        jumps.append(jump[rows, cols])
     # one sort: the jump bit rides in the key's lowest bit
     key = np.concatenate(keys) * 2 + np.concatenate(jumps)
     if key.size == 0:

@@ -58,18 +58,18 @@ def level_scores(
     Returns (scores, areas): per level, (n_level,) float32 scores in 0..1 (index 0 scores 0)
     and (n_level,) float64 areas in pixels of this map.
     """
-    pairs_a, pairs_b, weights = [], [], []
-    for a, b, ea, eb in (
-        (part[:, :-1], part[:, 1:], evidence[:, :-1], evidence[:, 1:]),
-        (part[:-1], part[1:], evidence[:-1], evidence[1:]),
-    ):
+    h, w = part.shape
+    flat_part, flat_ev = part.ravel(), evidence.ravel()
+    idx_a, idx_b = [], []
+    for a, b, step in ((part[:, :-1], part[:, 1:], 1), (part[:-1], part[1:], w)):
         # a boundary with a sensor hole (label 0) says nothing either way: it does not count
-        diff = (a != b) & (a > 0) & (b > 0)
-        pairs_a.append(a[diff])
-        pairs_b.append(b[diff])
-        weights.append(np.maximum(ea[diff], eb[diff]))
-    la, lb = np.concatenate(pairs_a), np.concatenate(pairs_b)
-    wgt = np.concatenate(weights).astype(np.float64)
+        rows, cols = np.nonzero((a != b) & (a > 0) & (b > 0))
+        first = rows * w + cols
+        idx_a.append(first)
+        idx_b.append(first + step)
+    ia, ib = np.concatenate(idx_a), np.concatenate(idx_b)
+    la, lb = flat_part[ia], flat_part[ib]
+    wgt = np.maximum(flat_ev[ia], flat_ev[ib]).astype(np.float64)
     border = np.concatenate([part[0], part[-1], part[1:-1, 0], part[1:-1, -1]])
     part_area = np.bincount(part.ravel(), minlength=len(luts[0])).astype(np.float64)
 

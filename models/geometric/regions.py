@@ -188,7 +188,15 @@ def _parts_in(
     small[0] = False
     if small.any():
         cc[small[cc]] = 0
-    cc = reassign(cc, valid & (cc == 0), cfg.reassign_max_px)
+    # Edge bands between parts are a few pixels wide: grow the components into them by
+    # dilation (labels < 2**24 are exact in float32), a few sweeps, cheaper than a distance
+    # transform; what stays unreached becomes the "rest of the object" part (label 0 below).
+    grown = cc.astype(np.float32)
+    todo = valid & (cc == 0)
+    kernel = np.ones((3, 3), np.uint8)
+    for _ in range(cfg.part_grow_px):
+        np.copyto(grown, cv2.dilate(grown, kernel), where=todo & (grown == 0))
+    cc = grown.astype(np.int64)
     key = object_map.astype(np.int64) * (n + 1) + cc
     key[object_map == 0] = 0
     present = np.bincount(key.ravel()) > 0
