@@ -18,7 +18,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from engine.core import CameraIntrinsics, GazeSample, RGBDFrame
-from engine.fusion import Fixation, FixationConfig, FixationDetector, FixationEvent, FixationEventKind, GazeGeometry
+from engine.fusion import (
+    Fixation,
+    FixationConfig,
+    FixationDetector,
+    FixationEvent,
+    FixationEventKind,
+    GazeGeometry,
+)
 from engine.pipeline import Answer
 
 

@@ -110,7 +110,9 @@ def mask_box(mask: np.ndarray) -> np.ndarray:
     return np.array([cols[0], rows[0], cols[-1], rows[-1]], np.float32)
 
 
-def segment_everything(decoder: PromptDecoder, embedding: ImageEmbedding, config: EverythingConfig = EverythingConfig()) -> EverythingMasks:
+def segment_everything(
+    decoder: PromptDecoder, embedding: ImageEmbedding, config: EverythingConfig = EverythingConfig()
+) -> EverythingMasks:
     """All masks of one embedded image; see the module docstring."""
     h, w = embedding.original_size
     grid = point_grid(config.points_per_side, h, w)
@@ -148,8 +150,14 @@ def segment_everything(decoder: PromptDecoder, embedding: ImageEmbedding, config
                 points.append(point)
     if not packed:
         empty = np.zeros((0,), np.float32)
-        return EverythingMasks(np.zeros((0, h, w), bool), empty, empty, np.zeros((0, 4), np.float32),
-                               np.zeros((0, 2), np.float32), candidates)
+        return EverythingMasks(
+            np.zeros((0, h, w), bool),
+            empty,
+            empty,
+            np.zeros((0, 4), np.float32),
+            np.zeros((0, 2), np.float32),
+            candidates,
+        )
     order = _nms(np.stack(boxes), np.asarray(scores, np.float32), config.box_nms_thresh)[: config.max_masks]
     masks = np.stack([np.unpackbits(packed[i], count=h * w).reshape(h, w).astype(bool) for i in order])
     return EverythingMasks(

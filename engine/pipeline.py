@@ -18,7 +18,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from engine.core import MaskCandidate, Prompt, RGBDFrame, RLEMask, Segment3D, SegmentationResult, StageTimestamps
+from engine.core import (
+    MaskCandidate,
+    Prompt,
+    RGBDFrame,
+    RLEMask,
+    Segment3D,
+    SegmentationResult,
+    StageTimestamps,
+)
 from engine.core.prompts import PromptError
 from engine.everything import EverythingConfig, segment_everything
 from engine.lift import LiftConfig, lift_mask
@@ -26,7 +34,7 @@ from engine.mapping import FrameMapping, MappingConfig, MappingMethod
 from engine.masks import MaskCleanConfig
 from engine.masks import clean_mask as _clean_mask
 from engine.protocol import ErrorCode, ProtocolError
-from engine.scheduler import Keyframe, KeyframeReason, thumbnail
+from engine.scheduler import Keyframe, KeyframeReason, require_depth, thumbnail
 from models.interfaces import ImageEmbedding, ImageInput, MaskPrediction, PromptInput, SegmentationModel
 
 Chooser = Callable[[Sequence[np.ndarray], np.ndarray], int]
@@ -39,17 +47,13 @@ def image_input(frame: RGBDFrame) -> ImageInput:
 
 def encode_keyframe(model: SegmentationModel, frame: RGBDFrame) -> ImageEmbedding:
     """Run the heavy image encoder; the result is reused by every prompt on this frame."""
-    if model.needs_depth and not frame.has_valid_depth():
-        raise ProtocolError(
-            ErrorCode.BAD_DEPTH,
-            f"frame {frame.frame_id} has no valid depth (all zero or NaN) and model {model.name!r} needs depth; "
-            "send registered depth or choose an image-only model",
-            frame.frame_id,
-        )
+    require_depth(model, frame)
     return model.encoder.encode(image_input(frame))
 
 
-def prompt_input(prompt: Prompt, height: int, width: int, gaze_xy: tuple[float, float] | None = None) -> PromptInput:
+def prompt_input(
+    prompt: Prompt, height: int, width: int, gaze_xy: tuple[float, float] | None = None
+) -> PromptInput:
     """Map a typed prompt onto the decoder's SAM-style arrays.
 
     Gaze becomes one positive point: `gaze_xy` when given (the open fixation's centroid, which
@@ -137,20 +141,24 @@ class Pipeline:
     def __init__(
         self,
         model: SegmentationModel,
-        lift: LiftConfig = LiftConfig(),
-        clean: MaskCleanConfig | None = MaskCleanConfig(),
-        mapping: MappingConfig = MappingConfig(),
-        everything: EverythingConfig = EverythingConfig(),
+        lift: LiftConfig | None = None,
+        clean: MaskCleanConfig | None = None,
+        mapping: MappingConfig | None = None,
+        everything: EverythingConfig | None = None,
+        clean_masks: bool = True,
     ) -> None:
+        """Settings left None take their defaults; clean_masks=False skips mask cleaning."""
         self.model = model
-        self.lift_config = lift
-        self.clean_config = clean
-        self.mapping = mapping
-        self.everything_config = everything
+        self.lift_config = lift or LiftConfig()
+        self.clean_config = (clean or MaskCleanConfig()) if clean_masks else None
+        self.mapping = mapping or MappingConfig()
+        self.everything_config = everything or EverythingConfig()
 
     def keyframe_now(self, frame: RGBDFrame) -> Keyframe:
         """Encode on the calling thread (the EVERY_FRAME baseline: the encoder on the prompt path)."""
-        return Keyframe(frame, encode_keyframe(self.model, frame), time.time(), KeyframeReason.PROMPT, thumbnail(frame))
+        return Keyframe(
+            frame, encode_keyframe(self.model, frame), time.time(), KeyframeReason.PROMPT, thumbnail(frame)
+        )
 
     def answer(
         self,
@@ -170,7 +178,9 @@ class Pipeline:
         mapped = map_request(request, to_key)
         if mapped is None:
             return None
-        return self.answer_in_keyframe(frame, keyframe, mapped, anchor_of(request), prompt_id, stamps, want_3d, choose)
+        return self.answer_in_keyframe(
+            frame, keyframe, mapped, anchor_of(request), prompt_id, stamps, want_3d, choose
+        )
 
     def answer_in_keyframe(
         self,
@@ -203,11 +213,19 @@ class Pipeline:
         candidates = tuple(MaskCandidate(RLEMask.encode(masks[i]), float(scores[i]), names[i]) for i in keep)
         segment, stamps = self._lift(masks[best], frame, anchor, want_3d, stamps)
         selected = keep.index(best)
-        result = SegmentationResult(prompt_id, frame.frame_id, keyframe.frame_id, candidates, selected, segment, frame.pose, stamps)
+        result = SegmentationResult(
+            prompt_id, frame.frame_id, keyframe.frame_id, candidates, selected, segment, frame.pose, stamps
+        )
         return Answer(result, masks[best], back.method, prediction)
 
-    def lift(self, mask: np.ndarray, frame: RGBDFrame, anchor: tuple[float, float] | None, want_3d: bool,
-             stamps: StageTimestamps) -> tuple[Segment3D | None, StageTimestamps]:
+    def lift(
+        self,
+        mask: np.ndarray,
+        frame: RGBDFrame,
+        anchor: tuple[float, float] | None,
+        want_3d: bool,
+        stamps: StageTimestamps,
+    ) -> tuple[Segment3D | None, StageTimestamps]:
         """The 3D segment of a mask in `frame` (None without depth or when not wanted), stamping `lift`."""
         return self._lift(mask, frame, anchor, want_3d, stamps)
 
@@ -228,21 +246,34 @@ class Pipeline:
         keep = [i for i, m in enumerate(masks) if m.any()]
         masks = [masks[i] for i in keep]
         scores = found.scores[keep]
-        candidates = tuple(MaskCandidate(RLEMask.encode(m), float(s), "everything") for m, s in zip(masks, scores, strict=True))
+        candidates = tuple(
+            MaskCandidate(RLEMask.encode(m), float(s), "everything")
+            for m, s in zip(masks, scores, strict=True)
+        )
         h, w = frame.size
         best_mask = masks[0] if masks else np.zeros((h, w), bool)
         segment, stamps = self._lift(best_mask, frame, None, want_3d and bool(masks), stamps)
-        result = SegmentationResult(prompt_id, frame.frame_id, keyframe.frame_id, candidates, 0, segment, frame.pose, stamps)
+        result = SegmentationResult(
+            prompt_id, frame.frame_id, keyframe.frame_id, candidates, 0, segment, frame.pose, stamps
+        )
         return Answer(result, best_mask, to_frame.method)
 
-    def clean_mask(self, mask: np.ndarray, frame: RGBDFrame, anchor: tuple[float, float] | None) -> np.ndarray:
+    def clean_mask(
+        self, mask: np.ndarray, frame: RGBDFrame, anchor: tuple[float, float] | None
+    ) -> np.ndarray:
         """Islands, holes and depth edges (engine/masks) around anchor; unchanged when cleaning is off."""
         if self.clean_config is None or not mask.any():
             return mask
         return _clean_mask(mask, frame.depth_m, anchor, self.clean_config)
 
-    def _lift(self, mask: np.ndarray, frame: RGBDFrame, anchor: tuple[float, float] | None, want_3d: bool,
-              stamps: StageTimestamps) -> tuple[Segment3D | None, StageTimestamps]:
+    def _lift(
+        self,
+        mask: np.ndarray,
+        frame: RGBDFrame,
+        anchor: tuple[float, float] | None,
+        want_3d: bool,
+        stamps: StageTimestamps,
+    ) -> tuple[Segment3D | None, StageTimestamps]:
         if not (want_3d and frame.depth_m is not None):
             return None, stamps
         segment = lift_mask(mask, frame.depth_m, frame.intrinsics, frame.pose, anchor, self.lift_config)
@@ -265,6 +296,8 @@ def answer_prompt(
     h, w = frame.size
     request = prompt_input(prompt, h, w)
     keyframe = Keyframe(frame, embedding, time.time(), KeyframeReason.PROMPT, thumbnail(frame))
-    answer = Pipeline(model, lift_config, clean=None).answer(frame, keyframe, request, prompt.prompt_id, timestamps, prompt.want_3d)
+    answer = Pipeline(model, lift_config, clean_masks=False).answer(
+        frame, keyframe, request, prompt.prompt_id, timestamps, prompt.want_3d
+    )
     assert answer is not None  # identity mapping always sees the prompt
     return replace(answer.result, keyframe_id=keyframe_id)

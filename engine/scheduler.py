@@ -191,20 +191,28 @@ def keyframe_reason(
     return None
 
 
-def make_keyframe(model: SegmentationModel, frames: list[RGBDFrame], reasons: list[KeyframeReason]) -> list[Keyframe | Exception]:
-    """Encode frames as one batch (runs on the encoder thread). Per-frame input errors are returned in place."""
+def require_depth(model: SegmentationModel, frame: RGBDFrame) -> None:
+    """Raise BAD_DEPTH when the model needs depth and the frame has no valid sample."""
+    if model.needs_depth and not frame.has_valid_depth():
+        raise ProtocolError(
+            ErrorCode.BAD_DEPTH,
+            f"frame {frame.frame_id} has no valid depth (all zero or NaN) and model {model.name!r} needs "
+            "depth; send registered depth or choose an image-only model",
+            frame.frame_id,
+        )
+
+
+def make_keyframe(
+    model: SegmentationModel, frames: list[RGBDFrame], reasons: list[KeyframeReason]
+) -> list[Keyframe | Exception]:
+    """Encode frames as one batch (on the encoder thread). Per-frame input errors are returned in place."""
     ok: list[int] = []
     out: list[Keyframe | Exception] = []
     for i, frame in enumerate(frames):
-        if model.needs_depth and not frame.has_valid_depth():
-            out.append(
-                ProtocolError(
-                    ErrorCode.BAD_DEPTH,
-                    f"frame {frame.frame_id} has no valid depth (all zero or NaN) and model {model.name!r} needs depth; "
-                    "send registered depth or choose an image-only model",
-                    frame.frame_id,
-                )
-            )
+        try:
+            require_depth(model, frame)
+        except ProtocolError as exc:
+            out.append(exc)
         else:
             out.append(ModelError("not encoded"))
             ok.append(i)
@@ -239,8 +247,14 @@ class EncoderStats:
 class _Request:
     __slots__ = ("owner", "load", "frame_id", "reason", "future")
 
-    def __init__(self, owner: str, load: Callable[[], RGBDFrame], frame_id: int, reason: KeyframeReason,
-                 future: asyncio.Future[Keyframe]) -> None:
+    def __init__(
+        self,
+        owner: str,
+        load: Callable[[], RGBDFrame],
+        frame_id: int,
+        reason: KeyframeReason,
+        future: asyncio.Future[Keyframe],
+    ) -> None:
         self.owner = owner
         self.load = load
         self.frame_id = frame_id
@@ -257,7 +271,9 @@ class KeyframeEncoder:
     thread, so pixels are decoded off the event loop and only for frames that get encoded.
     """
 
-    def __init__(self, model: SegmentationModel, executor: Executor, config: KeyframeConfig = KeyframeConfig()) -> None:
+    def __init__(
+        self, model: SegmentationModel, executor: Executor, config: KeyframeConfig = KeyframeConfig()
+    ) -> None:
         self._model = model
         self._executor = executor
         self._config = config
@@ -275,8 +291,15 @@ class KeyframeEncoder:
 
     @property
     def stats(self) -> EncoderStats:
-        return EncoderStats(self._batches, self._frames, max(self._sizes, default=0), dict(self._sizes),
-                            self._superseded, self._failed, round(self._busy_s, 4))
+        return EncoderStats(
+            self._batches,
+            self._frames,
+            max(self._sizes, default=0),
+            dict(self._sizes),
+            self._superseded,
+            self._failed,
+            round(self._busy_s, 4),
+        )
 
     def start(self) -> None:
         if self._task is None:
@@ -295,7 +318,9 @@ class KeyframeEncoder:
                 req.future.cancel()
         self._waiting.clear()
 
-    def request(self, owner: str, load: Callable[[], RGBDFrame], frame_id: int, reason: KeyframeReason) -> asyncio.Future[Keyframe]:
+    def request(
+        self, owner: str, load: Callable[[], RGBDFrame], frame_id: int, reason: KeyframeReason
+    ) -> asyncio.Future[Keyframe]:
         """Ask for a keyframe of this frame; replaces the owner's waiting request (same future)."""
         waiting = self._waiting.get(owner)
         if waiting is not None and not waiting.future.done():
@@ -347,7 +372,9 @@ class KeyframeEncoder:
                 results = await loop.run_in_executor(self._executor, self._encode, batch)
             except (ModelError, ProtocolError) as exc:
                 results = [exc] * len(batch)
-            except Exception as exc:  # the encoder worker must outlive one bad batch; every waiter hears of it
+            except (
+                Exception
+            ) as exc:  # the encoder worker must outlive one bad batch; every waiter hears of it
                 log.exception("keyframe encoder: batch of %d failed", len(batch))
                 results = [ModelError(f"image encoder failed: {exc!r}")] * len(batch)
             self._busy_s += time.perf_counter() - started

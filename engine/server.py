@@ -19,7 +19,6 @@ from engine.config import EngineConfig
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.scheduler import KeyframeEncoder
 from engine.session import Session, SessionContext
-from engine.text_answer import TextRanker, load_clip_encoder
 from models.interfaces import SegmentationModel
 from models.registry import ModelSpec, build_model
 
@@ -43,20 +42,19 @@ class Engine:
         if self._model is None:
             spec = ModelSpec(self.config.model, self.config.checkpoint, self.config.device)
             self._model = await asyncio.to_thread(build_model, spec)
-        text = None
-        if self.config.clip_checkpoint is not None:  # voice text prompts (engine/text_answer.py)
-            c = self.config
-            clip = await asyncio.to_thread(load_clip_encoder, c.clip_checkpoint, c.clip_arch, c.device)
-            text = TextRanker(clip, self.config.text_ranking)
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="xrseg-worker")
         # Keyframe encodes get a thread of their own so a long encode never holds up a prompt's decode.
         self._encoder_executor = ThreadPoolExecutor(1, thread_name_prefix="xrseg-encoder")
         self._encoder = KeyframeEncoder(self._model, self._encoder_executor, self.config.keyframes)
         self._encoder.start()
-        self._context = SessionContext(self._model, self._executor, self.config, self._encoder, text=text)
+        self._context = SessionContext(self._model, self._executor, self.config, self._encoder)
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
-        log.info("engine started: model=%s workers=%d keyframes=%s", self._model.name, self.config.workers,
-                 self.config.keyframes.policy)
+        log.info(
+            "engine started: model=%s workers=%d keyframes=%s",
+            self._model.name,
+            self.config.workers,
+            self.config.keyframes.policy,
+        )
 
     async def stop(self) -> None:
         if self._reaper is not None:
@@ -103,12 +101,15 @@ class Engine:
         if self._context is None:
             raise RuntimeError("engine not started")
         if self.config.tokens and not any(hmac.compare_digest(hello.token, t) for t in self.config.tokens):
-            raise ProtocolError(ErrorCode.UNAUTHORIZED, "wrong or missing session token; ask the engine operator for one")
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED, "wrong or missing session token; ask the engine operator for one"
+            )
         if hello.session_id is not None:
             session = self._sessions.get(hello.session_id)
             if session is None or not hmac.compare_digest(session.token, hello.token):
                 raise ProtocolError(
-                    ErrorCode.UNAUTHORIZED, f"no session {hello.session_id!r} to resume for this token; open a new one"
+                    ErrorCode.UNAUTHORIZED,
+                    f"no session {hello.session_id!r} to resume for this token; open a new one",
                 )
             log.info("session %s resumed", session.session_id)
             return session
@@ -126,7 +127,9 @@ class Engine:
         """Free sessions detached longer than session_linger_s; returns how many."""
         now = time.monotonic()
         expired = [
-            s for s in self._sessions.values() if s.detached_at is not None and now - s.detached_at > self.config.session_linger_s
+            s
+            for s in self._sessions.values()
+            if s.detached_at is not None and now - s.detached_at > self.config.session_linger_s
         ]
         for session in expired:
             await self.close_session(session)

@@ -58,8 +58,15 @@ from engine.protocol import (
     check_frame,
     decode_envelope,
 )
-from engine.scheduler import Keyframe, KeyframeEncoder, KeyframePolicy, KeyframeReason, KeyframeRef, keyframe_reason, thumbnail
-from engine.text_answer import TextRanker, require_text_ranker, spatial_part
+from engine.scheduler import (
+    Keyframe,
+    KeyframeEncoder,
+    KeyframePolicy,
+    KeyframeReason,
+    KeyframeRef,
+    keyframe_reason,
+    thumbnail,
+)
 from engine.tracking import TrackState, track_step
 from models.interfaces import ModelError, PromptInput, SegmentationModel
 
@@ -76,7 +83,9 @@ class PendingFrame:
     motion on every frame for free.
     """
 
-    def __init__(self, frame_id: int, decode: Callable[[], RGBDFrame], received: float, pose: Pose | None = None) -> None:
+    def __init__(
+        self, frame_id: int, decode: Callable[[], RGBDFrame], received: float, pose: Pose | None = None
+    ) -> None:
         self.frame_id = frame_id
         self.received = received
         self.pose = pose
@@ -123,7 +132,6 @@ class SessionContext:
 
     encoder: the engine's keyframe encoder; None encodes on the prompt path (as EVERY_FRAME).
     pipeline: built from model and config when not given.
-    text: the CLIP ranking of text prompts; None answers them with unsupported_prompt.
     """
 
     model: SegmentationModel
@@ -131,12 +139,11 @@ class SessionContext:
     config: EngineConfig
     encoder: KeyframeEncoder | None = None
     pipeline: Pipeline | None = None
-    text: TextRanker | None = None
 
     def __post_init__(self) -> None:
         if self.pipeline is None:
             c = self.config
-            pipeline = Pipeline(self.model, c.lift, c.mask_clean if c.clean_masks else None, c.mapping, c.everything)
+            pipeline = Pipeline(self.model, c.lift, c.mask_clean, c.mapping, c.everything, c.clean_masks)
             object.__setattr__(self, "pipeline", pipeline)
 
 
@@ -296,8 +303,13 @@ class Session:
             dropped = self._prompts.popleft()
             self._counters.prompts_dropped += 1
             asyncio.ensure_future(
-                self.report(ProtocolError(ErrorCode.OVERLOADED, "prompt dropped: newer prompts arrived faster than answered",
-                                          dropped.message.prompt.prompt_id))
+                self.report(
+                    ProtocolError(
+                        ErrorCode.OVERLOADED,
+                        "prompt dropped: newer prompts arrived faster than answered",
+                        dropped.message.prompt.prompt_id,
+                    )
+                )
             )
         self._prompts.append(_PromptJob(message, received if received is not None else time.time()))
         self._poke()
@@ -336,7 +348,7 @@ class Session:
             if self._prompts:
                 job = self._prompts.popleft()
                 await self._guard(self._handle_prompt(job), job.message.prompt.prompt_id)
-            elif self._gaze.has_wanted():
+            elif self._scheduled and self._gaze.has_wanted():  # the EVERY_FRAME baseline does not speculate
                 want = self._gaze.wanted()
                 assert want is not None
                 await self._guard(self._speculate(want), None)
@@ -361,7 +373,9 @@ class Session:
             raise
         except Exception as exc:  # the session must outlive any single bad item; log it in full
             log.exception("session %s: work item (ref %s) failed", self.session_id, ref_id)
-            await self.report(ProtocolError(ErrorCode.INTERNAL, f"engine error on this item: {exc!r}", ref_id))
+            await self.report(
+                ProtocolError(ErrorCode.INTERNAL, f"engine error on this item: {exc!r}", ref_id)
+            )
 
     async def _run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._ctx.executor, fn, *args)
@@ -386,14 +400,13 @@ class Session:
             self._check_track_capacity(prompt.prompt_id)
         pending = self._frame_for(prompt)
         frame = await self._load(pending)
-        stamps = StageTimestamps(capture=frame.capture_ts or None, receive=job.received, frame_decode=time.time())
+        stamps = StageTimestamps(
+            capture=frame.capture_ts or None, receive=job.received, frame_decode=time.time()
+        )
         h, w = frame.size
         self._engage()
         if msg.everything is not None:
             await self._answer_everything(msg, pending, frame, stamps)
-            return
-        if prompt.text:  # voice text: candidates ranked by CLIP, gaze and predicted IoU
-            await self._answer_text(msg, pending, frame, stamps)
             return
         request = prompt_input(prompt, h, w)  # validates before anything is fed to the gaze detector
         update = self._gaze.push(prompt.gaze, frame.intrinsics) if prompt.gaze else None
@@ -410,7 +423,9 @@ class Session:
         if gaze_xy is not None:
             request = prompt_input(prompt, h, w, gaze_xy)
         answer = None
-        gaze_only = bool(prompt.gaze) and not (prompt.points or prompt.box is not None or prompt.mask is not None)
+        gaze_only = bool(prompt.gaze) and not (
+            prompt.points or prompt.box is not None or prompt.mask is not None
+        )
         if gaze_xy is not None and gaze_only:
             spec = self._gaze.serve(dwell.fixation_id if dwell is not None else None, *gaze_xy)
             if spec is not None:
@@ -423,8 +438,14 @@ class Session:
         if msg.track:
             self._start_tracking(prompt, frame, answer)
 
-    async def _answer(self, pending: PendingFrame, frame: RGBDFrame, request: PromptInput, prompt: Prompt,
-                      stamps: StageTimestamps) -> Answer:
+    async def _answer(
+        self,
+        pending: PendingFrame,
+        frame: RGBDFrame,
+        request: PromptInput,
+        prompt: Prompt,
+        stamps: StageTimestamps,
+    ) -> Answer:
         """From the keyframe when it sees the prompt; otherwise wait for an encode of this frame."""
         pipeline = self._pipeline
         if not self._scheduled:
@@ -432,27 +453,51 @@ class Session:
         self._maybe_refresh(pending, frame)
         keyframe = self._keyframe
         if keyframe is not None and self._sees_same_scene(keyframe, pending, frame):
-            answer = await self._run_sync(pipeline.answer, frame, keyframe, request, prompt.prompt_id,
-                                          replace(stamps, encode=time.time()), prompt.want_3d)
+            answer = await self._run_sync(
+                pipeline.answer,
+                frame,
+                keyframe,
+                request,
+                prompt.prompt_id,
+                replace(stamps, encode=time.time()),
+                prompt.want_3d,
+            )
             if answer is not None:
                 return answer
         self._counters.prompts_waited_for_encode += 1
         keyframe = await self._request_keyframe(pending, KeyframeReason.PROMPT)
-        answer = await self._run_sync(pipeline.answer, frame, keyframe, request, prompt.prompt_id,
-                                      replace(stamps, encode=time.time()), prompt.want_3d)
+        answer = await self._run_sync(
+            pipeline.answer,
+            frame,
+            keyframe,
+            request,
+            prompt.prompt_id,
+            replace(stamps, encode=time.time()),
+            prompt.want_3d,
+        )
         if answer is None:  # a newer frame won the encode and does not see the prompt: encode its own frame
             keyframe = await self._run_sync(pipeline.keyframe_now, frame)
             self._adopt(keyframe)
-            answer = await self._run_sync(pipeline.answer, frame, keyframe, request, prompt.prompt_id,
-                                          replace(stamps, encode=time.time()), prompt.want_3d)
+            answer = await self._run_sync(
+                pipeline.answer,
+                frame,
+                keyframe,
+                request,
+                prompt.prompt_id,
+                replace(stamps, encode=time.time()),
+                prompt.want_3d,
+            )
         assert answer is not None  # a keyframe of the prompt's own frame always sees the prompt
         return answer
 
-    def _answer_on_path(self, frame: RGBDFrame, request: PromptInput, prompt: Prompt, stamps: StageTimestamps) -> Answer:
+    def _answer_on_path(
+        self, frame: RGBDFrame, request: PromptInput, prompt: Prompt, stamps: StageTimestamps
+    ) -> Answer:
         """EVERY_FRAME baseline (worker thread): encode this frame unless it is the keyframe, then decode."""
         keyframe = self._keyframe_on_path(frame)
-        answer = self._pipeline.answer(frame, keyframe, request, prompt.prompt_id, replace(stamps, encode=time.time()),
-                                       prompt.want_3d)
+        answer = self._pipeline.answer(
+            frame, keyframe, request, prompt.prompt_id, replace(stamps, encode=time.time()), prompt.want_3d
+        )
         assert answer is not None
         return answer
 
@@ -465,8 +510,9 @@ class Session:
                 self._counters.keyframes_encoded += 1
         return keyframe
 
-    async def _answer_everything(self, msg: PromptMessage, pending: PendingFrame, frame: RGBDFrame,
-                                 stamps: StageTimestamps) -> None:
+    async def _answer_everything(
+        self, msg: PromptMessage, pending: PendingFrame, frame: RGBDFrame, stamps: StageTimestamps
+    ) -> None:
         assert msg.everything is not None
         ask = msg.everything
         config = replace(self._ctx.config.everything, points_per_side=ask.points_per_side)
@@ -475,29 +521,16 @@ class Session:
         if ask.stability_score_thresh is not None:
             config = replace(config, stability_score_thresh=ask.stability_score_thresh)
         keyframe = await self._keyframe_for(pending, frame)
-        answer = await self._run_sync(self._pipeline.everything, frame, keyframe, msg.prompt.prompt_id,
-                                      replace(stamps, encode=time.time()), config, msg.prompt.want_3d)
+        answer = await self._run_sync(
+            self._pipeline.everything,
+            frame,
+            keyframe,
+            msg.prompt.prompt_id,
+            replace(stamps, encode=time.time()),
+            config,
+            msg.prompt.want_3d,
+        )
         await self._emit_answer(answer, ResultKind.EVERYTHING)
-
-    async def _answer_text(self, msg: PromptMessage, pending: PendingFrame, frame: RGBDFrame,
-                           stamps: StageTimestamps) -> None:
-        """engine/text_answer.py: the multimask outputs of the prompt's gaze / points / box / mask, or
-        segment-everything for text alone, unlifted; the ranker picks one and lifts it."""
-        prompt = msg.prompt
-        ranker = require_text_ranker(self._ctx.text, prompt)
-        spatial = spatial_part(prompt)
-        request = None
-        if spatial.is_empty():
-            keyframe = await self._keyframe_for(pending, frame)
-            answer = await self._run_sync(self._pipeline.everything, frame, keyframe, prompt.prompt_id,
-                                          replace(stamps, encode=time.time()))
-        else:
-            request = prompt_input(spatial, *frame.size)
-            answer = await self._answer(pending, frame, request, replace(spatial, want_3d=False), stamps)
-        answer = await self._run_sync(ranker.rank, self._pipeline, answer, frame, prompt, request)
-        await self._emit_answer(answer, ResultKind.ANSWER)
-        if msg.track:
-            self._start_tracking(prompt, frame, answer)
 
     async def _keyframe_for(self, pending: PendingFrame, frame: RGBDFrame) -> Keyframe:
         """Any keyframe (everything and tracking map whole masks); wait for one only when there is none."""
@@ -513,13 +546,20 @@ class Session:
         """Without poses, only the image says whether the keyframe still shows this scene."""
         if pending.pose is not None and keyframe.frame.pose is not None:
             return True  # the mapping decides, point by point (visible in the keyframe or not)
-        reason = keyframe_reason(self._ctx.config.keyframes, replace(keyframe.ref, time=time.time()), None,
-                                 time.time(), thumbnail(frame))
+        reason = keyframe_reason(
+            self._ctx.config.keyframes,
+            replace(keyframe.ref, time=time.time()),
+            None,
+            time.time(),
+            thumbnail(frame),
+        )
         return reason is not KeyframeReason.SCENE_CHANGED
 
     def _frame_for(self, prompt: Prompt) -> PendingFrame:
         if not self._frames:
-            raise ProtocolError(ErrorCode.NO_FRAME, "no frame received yet; send a frame before prompting", prompt.prompt_id)
+            raise ProtocolError(
+                ErrorCode.NO_FRAME, "no frame received yet; send a frame before prompting", prompt.prompt_id
+            )
         pending = self._frames.get(prompt.frame_id)
         return pending if pending is not None else next(reversed(self._frames.values()))
 
@@ -596,13 +636,17 @@ class Session:
                 return
             keyframe = await self._run_sync(self._keyframe_on_path, frame)
         request = PromptInput(np.array([[want.x, want.y]], np.float32), np.ones(1, np.int32))
-        stamps = StageTimestamps(capture=frame.capture_ts or None, frame_decode=time.time(), encode=time.time())
+        stamps = StageTimestamps(
+            capture=frame.capture_ts or None, frame_decode=time.time(), encode=time.time()
+        )
         answer = await self._run_sync(self._pipeline.answer, frame, keyframe, request, -1, stamps, True)
         if answer is not None:
             self._counters.speculative_decodes += 1
             self._gaze.store(Speculation(want.fixation_id, want.x, want.y, frame, answer))
 
-    def _from_speculation(self, spec: Speculation, frame: RGBDFrame, prompt_id: int, stamps: StageTimestamps) -> Answer | None:
+    def _from_speculation(
+        self, spec: Speculation, frame: RGBDFrame, prompt_id: int, stamps: StageTimestamps
+    ) -> Answer | None:
         """A held speculative answer, its masks moved to the prompt's frame (worker thread).
 
         Its decode and lift stamps are those of the speculation, earlier than this prompt's receive.
@@ -615,11 +659,21 @@ class Session:
                 return None
             mapping = FrameMapping.between(spec.frame, frame, self._pipeline.mapping)
             moved = [mapping.mask(c.mask.decode()) for c in result.masks]
-            masks = tuple(MaskCandidate(RLEMask.encode(m), c.score, c.granularity) for m, c in zip(moved, result.masks, strict=True))
+            masks = tuple(
+                MaskCandidate(RLEMask.encode(m), c.score, c.granularity)
+                for m, c in zip(moved, result.masks, strict=True)
+            )
             mask, method = moved[result.best], mapping.method
         kept = result.timestamps
         stamps = replace(stamps, encode=kept.encode, decode=kept.decode, lift=kept.lift)
-        out = replace(result, prompt_id=prompt_id, frame_id=frame.frame_id, masks=masks, pose=frame.pose, timestamps=stamps)
+        out = replace(
+            result,
+            prompt_id=prompt_id,
+            frame_id=frame.frame_id,
+            masks=masks,
+            pose=frame.pose,
+            timestamps=stamps,
+        )
         return Answer(out, mask, method, spec.answer.prediction)
 
     # -- tracking ----------------------------------------------------------------------------
@@ -628,17 +682,24 @@ class Session:
         if prompt_id not in self._tracks and len(self._tracks) >= self._ctx.config.tracking.max_objects:
             raise ProtocolError(
                 ErrorCode.OVERLOADED,
-                f"already tracking {len(self._tracks)} objects (the limit); send cancel for one before tracking another",
+                f"already tracking {len(self._tracks)} objects (the limit); "
+                "send cancel for one before tracking another",
                 prompt_id,
             )
 
     def _start_tracking(self, prompt: Prompt, frame: RGBDFrame, answer: Answer) -> None:
         self._check_track_capacity(prompt.prompt_id)
-        self._tracks[prompt.prompt_id] = TrackState.from_answer(prompt.prompt_id, frame, answer, prompt.want_3d)
+        self._tracks[prompt.prompt_id] = TrackState.from_answer(
+            prompt.prompt_id, frame, answer, prompt.want_3d
+        )
         self._tracked_frame_id = frame.frame_id
 
     def _track_due(self) -> bool:
-        return bool(self._tracks) and bool(self._frames) and next(reversed(self._frames)) != self._tracked_frame_id
+        return (
+            bool(self._tracks)
+            and bool(self._frames)
+            and next(reversed(self._frames)) != self._tracked_frame_id
+        )
 
     async def _track_newest(self) -> None:
         """One tracking step for every tracked object, on the newest frame (older ones are skipped)."""
@@ -648,15 +709,22 @@ class Session:
         keyframe = await self._keyframe_for(pending, frame)
         config = self._ctx.config.tracking
         for prompt_id, state in list(self._tracks.items()):
-            stamps = StageTimestamps(capture=frame.capture_ts or None, receive=pending.received, frame_decode=time.time(),
-                                     encode=time.time())
+            stamps = StageTimestamps(
+                capture=frame.capture_ts or None,
+                receive=pending.received,
+                frame_decode=time.time(),
+                encode=time.time(),
+            )
             try:
-                answer, new_state = await self._run_sync(track_step, self._pipeline, state, frame, keyframe, stamps, config)
+                answer, new_state = await self._run_sync(
+                    track_step, self._pipeline, state, frame, keyframe, stamps, config
+                )
             except (ModelError, ProtocolError) as exc:
                 code = exc.code if isinstance(exc, ProtocolError) else ErrorCode.INTERNAL
-                await self.report(ProtocolError(code, f"tracking failed on frame {frame.frame_id}: {exc}", prompt_id))
+                await self.report(
+                    ProtocolError(code, f"tracking failed on frame {frame.frame_id}: {exc}", prompt_id)
+                )
                 continue
             if prompt_id in self._tracks:  # not cancelled while the step ran
                 self._tracks[prompt_id] = new_state
                 await self._emit_answer(answer, ResultKind.TRACK)
-

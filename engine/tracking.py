@@ -81,7 +81,15 @@ class TrackState:
     def from_answer(cls, prompt_id: int, frame: RGBDFrame, answer: Answer, want_3d: bool) -> TrackState:
         multi = answer.prediction is not None and len(answer.prediction.scores) > 1
         granularity = answer.result.best if multi and len(answer.result.masks) > 1 else None
-        return cls(prompt_id, frame, answer.mask, _world_points(answer.result.segment, frame), want_3d, 0, granularity)
+        return cls(
+            prompt_id,
+            frame,
+            answer.mask,
+            _world_points(answer.result.segment, frame),
+            want_3d,
+            0,
+            granularity,
+        )
 
 
 def _world_points(segment: Segment3D | None, frame: RGBDFrame) -> np.ndarray | None:
@@ -110,7 +118,9 @@ def interior_point(mask: np.ndarray) -> tuple[float, float] | None:
     return float(x - 1 + c0), float(y - 1 + r0)
 
 
-def segment_point(points_world: np.ndarray | None, keyframe: RGBDFrame, inside: np.ndarray | None) -> tuple[float, float] | None:
+def segment_point(
+    points_world: np.ndarray | None, keyframe: RGBDFrame, inside: np.ndarray | None
+) -> tuple[float, float] | None:
     """The 3D segment seen from the keyframe: the visible projected point nearest their median.
 
     Visible = inside the image, in front of the camera, and not behind a nearer surface in the
@@ -167,25 +177,49 @@ def track_step(
             return lock
         return int(np.lexsort((-np.asarray(scores), -np.asarray(ious)))[0])
 
-    answer = pipeline.answer_in_keyframe(frame, keyframe, request, anchor, state.prompt_id, stamps, False, agree, True)
+    answer = pipeline.answer_in_keyframe(
+        frame, keyframe, request, anchor, state.prompt_id, stamps, False, agree, True
+    )
     chosen = answer.mask
     candidate = answer.result.masks[0]
     if prev_in_frame.any() and mask_iou(chosen, prev_in_frame) < config.min_agreement:
         chosen = pipeline.clean_mask(prev_in_frame, frame, anchor)  # coast on the warped previous mask
         candidate = MaskCandidate(RLEMask.encode(chosen), 0.0, "coasting")
     segment, stamps = pipeline.lift(chosen, frame, anchor, True, answer.result.timestamps)
-    result = replace(answer.result, masks=(candidate,), best=0, segment=segment if state.want_3d else None, timestamps=stamps)
-    new_state = TrackState(state.prompt_id, frame, chosen, _world_points(segment, frame) if segment is not None else state.points_world,
-                           state.want_3d, 0 if chosen.any() else state.lost_steps + 1, state.granularity)
+    result = replace(
+        answer.result,
+        masks=(candidate,),
+        best=0,
+        segment=segment if state.want_3d else None,
+        timestamps=stamps,
+    )
+    new_state = TrackState(
+        state.prompt_id,
+        frame,
+        chosen,
+        _world_points(segment, frame) if segment is not None else state.points_world,
+        state.want_3d,
+        0 if chosen.any() else state.lost_steps + 1,
+        state.granularity,
+    )
     return Answer(result, chosen, answer.mapping, answer.prediction), new_state
 
 
-def _lost(state: TrackState, frame: RGBDFrame, keyframe: Keyframe, stamps: StageTimestamps,
-          method: MappingMethod) -> tuple[Answer, TrackState]:
+def _lost(
+    state: TrackState, frame: RGBDFrame, keyframe: Keyframe, stamps: StageTimestamps, method: MappingMethod
+) -> tuple[Answer, TrackState]:
     """The object is not in view: an empty mask for this frame; keep the 3D prior for its return."""
     h, w = frame.size
     empty = np.zeros((h, w), bool)
-    result = SegmentationResult(state.prompt_id, frame.frame_id, keyframe.frame_id,
-                                (MaskCandidate(RLEMask.encode(empty), 0.0, "lost"),), 0, None, frame.pose, stamps)
+    result = SegmentationResult(
+        state.prompt_id,
+        frame.frame_id,
+        keyframe.frame_id,
+        (MaskCandidate(RLEMask.encode(empty), 0.0, "lost"),),
+        0,
+        None,
+        frame.pose,
+        stamps,
+    )
     lost = replace(state, lost_steps=state.lost_steps + 1)
     return Answer(result, empty, method), lost

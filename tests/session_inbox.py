@@ -25,11 +25,18 @@ class Inbox:
 
     async def wait_for(self, predicate: Callable[[Message], bool], timeout: float = 30.0) -> Message:
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(lambda: any(predicate(m) for m in self.messages)), timeout)
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: any(predicate(m) for m in self.messages)), timeout
+            )
             return next(m for m in self.messages if predicate(m))
 
-    async def result(self, prompt_id: int, kind: ResultKind | None = None, frame_id: int | None = None,
-                     timeout: float = 30.0) -> ResultMessage:
+    async def result(
+        self,
+        prompt_id: int,
+        kind: ResultKind | None = None,
+        frame_id: int | None = None,
+        timeout: float = 30.0,
+    ) -> ResultMessage:
         def match(m: Message) -> bool:
             return (
                 isinstance(m, ResultMessage)
@@ -38,7 +45,9 @@ class Inbox:
                 and (frame_id is None or m.result.frame_id == frame_id)
             )
 
-        msg = await self.wait_for(lambda m: match(m) or (isinstance(m, ErrorMessage) and m.ref_id == prompt_id), timeout)
+        msg = await self.wait_for(
+            lambda m: match(m) or (isinstance(m, ErrorMessage) and m.ref_id == prompt_id), timeout
+        )
         if isinstance(msg, ErrorMessage):
             raise AssertionError(f"engine error for prompt {prompt_id}: {msg.code} {msg.message}")
         assert isinstance(msg, ResultMessage)

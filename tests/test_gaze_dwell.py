@@ -7,7 +7,13 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from clients.sources.synthetic import DepthDegradation, default_intrinsics, make_scene, orbit_poses, render_sequence
+from clients.sources.synthetic import (
+    DepthDegradation,
+    default_intrinsics,
+    make_scene,
+    orbit_poses,
+    render_sequence,
+)
 from clients.ws_client import XrsegClient
 from engine.config import EngineConfig
 from engine.core import GazeSample, Prompt
@@ -30,8 +36,15 @@ def view():
     return synth, big[0], big[1]
 
 
-def gaze_trace(first_xy, target_xy, first_s: float = 0.3, saccade_s: float = 0.04, target_s: float = 1.0,
-               noise_px: float = 1.5, seed: int = 0) -> list[GazeSample]:
+def gaze_trace(
+    first_xy,
+    target_xy,
+    first_s: float = 0.3,
+    saccade_s: float = 0.04,
+    target_s: float = 1.0,
+    noise_px: float = 1.5,
+    seed: int = 0,
+) -> list[GazeSample]:
     """A short glance at one point, a saccade, then a long look at the target, sampled at 120 Hz."""
     rng = np.random.default_rng(seed)
     out = []
@@ -64,7 +77,9 @@ async def test_dwell_selection_is_ready_when_the_dwell_completes(view) -> None:
             frame = replace(synth.frame, frame_id=i)  # the head holds still; frames keep coming
             offer(session, frame)
             if samples:
-                session.submit(PromptMessage(Prompt(100 + i, i, gaze=samples), answer=AnswerMode.DWELL), received=None)
+                session.submit(
+                    PromptMessage(Prompt(100 + i, i, gaze=samples), answer=AnswerMode.DWELL), received=None
+                )
             await settle(engine, session)  # what a live stream leaves time for between frames
         stats = session.stats
     results = inbox.results()
@@ -86,7 +101,9 @@ async def test_dwell_selection_is_ready_when_the_dwell_completes(view) -> None:
 async def test_gaze_prompts_answered_now_use_the_fixation(view) -> None:
     """Answer mode "now" (schema v1's): every gaze prompt gets its result, at the open fixation."""
     synth, target, other = view
-    trace = gaze_trace(interior_point(synth.visible_mask(other)), interior_point(synth.visible_mask(target)), seed=1)
+    trace = gaze_trace(
+        interior_point(synth.visible_mask(other)), interior_point(synth.visible_mask(target)), seed=1
+    )
     async with Engine(EngineConfig(port=0)) as engine:
         session, inbox = open_session(engine)
         frames = per_frame(trace)
@@ -106,7 +123,9 @@ async def test_gaze_prompts_answered_now_use_the_fixation(view) -> None:
 
 async def test_dwell_over_websocket(live_engine: LiveEngine, view) -> None:
     synth, target, other = view
-    trace = gaze_trace(interior_point(synth.visible_mask(other)), interior_point(synth.visible_mask(target)), seed=2)
+    trace = gaze_trace(
+        interior_point(synth.visible_mask(other)), interior_point(synth.visible_mask(target)), seed=2
+    )
     async with XrsegClient.connect(live_engine.url, TOKEN) as client:
         for i, samples in enumerate(per_frame(trace)):
             await client.send_frame(replace(synth.frame, frame_id=i), ImageCodec.PNG)
@@ -115,5 +134,8 @@ async def test_dwell_over_websocket(live_engine: LiveEngine, view) -> None:
         selection = await client.next_result(timeout=30)
         stats = await client.stats()
     assert selection.kind is ResultKind.DWELL
-    assert mask_iou(selection.result.masks[selection.result.best].mask.decode(), synth.visible_mask(target)) > 0.7
+    assert (
+        mask_iou(selection.result.masks[selection.result.best].mask.decode(), synth.visible_mask(target))
+        > 0.7
+    )
     assert stats.dwell_selections == 1 and stats.prompts_answered == 1

@@ -8,9 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
-from clients.sources.synthetic import DepthDegradation, default_intrinsics, look_at_pose, make_scene, orbit_poses, render_sequence
+from clients.sources.synthetic import (
+    DepthDegradation,
+    default_intrinsics,
+    look_at_pose,
+    make_scene,
+    orbit_poses,
+    render_sequence,
+)
 from engine.core import Pose
-from engine.mapping import FrameMapping, MappingMethod
+from engine.mapping import FrameMapping, MappingConfig, MappingMethod
 from engine.tracking import interior_point, mask_iou
 
 K = default_intrinsics(320, 240, 262.5, 262.5)
@@ -139,4 +146,21 @@ def test_identity_for_the_same_frame(views):
     assert mapping.method is MappingMethod.IDENTITY
     m = cv2.circle(np.zeros((240, 320), np.uint8), (100, 80), 20, 1, -1).astype(bool)
     assert np.array_equal(mapping.mask(m), m)
-    assert FrameMapping.between(a.frame, replace(a.frame, pose=Pose.identity())).method is MappingMethod.IDENTITY
+    assert (
+        FrameMapping.between(a.frame, replace(a.frame, pose=Pose.identity())).method is MappingMethod.IDENTITY
+    )
+
+
+def test_large_masks_are_warped_on_a_coarser_grid_at_a_small_cost(views):
+    """The floor (47k px) warped every pixel, and every 3rd pixel with its outline re-decided at full
+    resolution: a ninth of the points for a few points of IoU (the trade-off max_warp_px sets)."""
+    scene, (a, b, _) = views
+    big = max(range(len(scene.objects)), key=lambda o: a.visible_mask(o).sum())
+    mask = a.visible_mask(big)
+    truth = b.visible_mask(big)
+    full = FrameMapping.between(a.frame, b.frame, MappingConfig(max_warp_px=int(mask.sum()))).mask(mask)
+    coarse = FrameMapping.between(a.frame, b.frame, MappingConfig(max_warp_px=int(mask.sum()) // 9)).mask(
+        mask
+    )
+    assert mask_iou(full, truth) > 0.93
+    assert mask_iou(coarse, full) > 0.88 and mask_iou(coarse, truth) > mask_iou(full, truth) - 0.1

@@ -7,7 +7,16 @@ import json
 import numpy as np
 import pytest
 
-from engine.core import GazeSample, MaskCandidate, PointPrompt, Pose, Prompt, RLEMask, SegmentationResult, StageTimestamps
+from engine.core import (
+    GazeSample,
+    MaskCandidate,
+    PointPrompt,
+    Pose,
+    Prompt,
+    RLEMask,
+    SegmentationResult,
+    StageTimestamps,
+)
 from engine.protocol import (
     AnswerMode,
     Cancel,
@@ -30,7 +39,15 @@ def test_prompt_options_round_trip_and_default_to_v1():
     prompt = Prompt(3, 9, points=(PointPrompt(1.0, 2.0),), gaze=(GazeSample(0.5, 1.0, 2.0, 0.9),))
     plain = _roundtrip(PromptMessage(prompt))
     assert not plain.track and plain.answer is AnswerMode.NOW and plain.everything is None
-    v1_header = json.dumps({"v": 1, "type": "prompt", "prompt_id": 3, "frame_id": 9, "items": [{"type": "point", "x": 1, "y": 2}]})
+    v1_header = json.dumps(
+        {
+            "v": 1,
+            "type": "prompt",
+            "prompt_id": 3,
+            "frame_id": 9,
+            "items": [{"type": "point", "x": 1, "y": 2}],
+        }
+    )
     assert decode_message(v1_header).answer is AnswerMode.NOW  # a v1 client's prompt means what it meant
     tracked = _roundtrip(PromptMessage(prompt, track=True, answer=AnswerMode.DWELL))
     assert tracked.track and tracked.answer is AnswerMode.DWELL and tracked.prompt.gaze == prompt.gaze
@@ -60,8 +77,16 @@ def test_cancel_and_result_kind_round_trip():
     assert _roundtrip(Cancel(7)) == Cancel(7) and _roundtrip(Cancel()) == Cancel(None)
     mask = np.zeros((4, 5), bool)
     mask[1:3, 2:4] = True
-    result = SegmentationResult(7, 12, 10, (MaskCandidate(RLEMask.encode(mask), 0.9, "object"),), 0, None,
-                                Pose.identity(), StageTimestamps(receive=1.0, decode=2.0))
+    result = SegmentationResult(
+        7,
+        12,
+        10,
+        (MaskCandidate(RLEMask.encode(mask), 0.9, "object"),),
+        0,
+        None,
+        Pose.identity(),
+        StageTimestamps(receive=1.0, decode=2.0),
+    )
     back = _roundtrip(ResultMessage(result, ResultKind.TRACK, "reprojection"))
     assert back.kind is ResultKind.TRACK and back.mapping == "reprojection"
     assert back.result.frame_id == 12 and back.result.keyframe_id == 10

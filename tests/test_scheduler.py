@@ -1,4 +1,4 @@
-"""Keyframe scheduling with the real geometric model: reuse, background refresh, newest frame wins, batching."""
+"""Keyframe scheduling with the real geometric model: reuse, background refresh, newest wins, batching."""
 
 from __future__ import annotations
 
@@ -8,12 +8,25 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from clients.sources.synthetic import DepthDegradation, default_intrinsics, make_scene, orbit_poses, render_sequence
+from clients.sources.synthetic import (
+    DepthDegradation,
+    default_intrinsics,
+    make_scene,
+    orbit_poses,
+    render_sequence,
+)
 from engine.config import EngineConfig
 from engine.core import Pose, Prompt
 from engine.mapping import MappingMethod
 from engine.protocol import ResultKind
-from engine.scheduler import KeyframeConfig, KeyframePolicy, KeyframeReason, KeyframeRef, camera_motion, keyframe_reason
+from engine.scheduler import (
+    KeyframeConfig,
+    KeyframePolicy,
+    KeyframeReason,
+    KeyframeRef,
+    camera_motion,
+    keyframe_reason,
+)
 from engine.server import Engine
 from engine.tracking import interior_point, mask_iou
 from tests.session_inbox import offer, open_session
@@ -61,12 +74,17 @@ def test_keyframe_reasons():
     # no pose: the image decides
     no_pose = replace(base, pose=None)
     assert keyframe_reason(cfg, no_pose, None, 101.0, np.full((24, 32), 105, np.uint8)) is None
-    assert keyframe_reason(cfg, no_pose, None, 101.0, np.full((24, 32), 130, np.uint8)) is KeyframeReason.SCENE_CHANGED
+    assert (
+        keyframe_reason(cfg, no_pose, None, 101.0, np.full((24, 32), 130, np.uint8))
+        is KeyframeReason.SCENE_CHANGED
+    )
     with pytest.raises(ValueError):
         KeyframeConfig(max_rotation_deg=0.0)
 
 
-async def test_prompts_reuse_the_keyframe_and_refresh_happens_in_the_background(engine: Engine, orbit) -> None:
+async def test_prompts_reuse_the_keyframe_and_refresh_happens_in_the_background(
+    engine: Engine, orbit
+) -> None:
     scene, frames, target = orbit
     session, inbox = open_session(engine)
     offer(session, frames[0].frame)
@@ -135,6 +153,7 @@ async def test_newest_frame_wins_the_encoder(engine: Engine, orbit) -> None:
         def load():
             loads.append(i)
             return frames[i].frame
+
         return load
 
     futures = [encoder.request("owner", loader(i), i, KeyframeReason.CAMERA_MOVED) for i in (1, 2, 3)]

@@ -6,7 +6,13 @@ from dataclasses import replace
 
 import numpy as np
 
-from clients.sources.synthetic import DepthDegradation, default_intrinsics, make_scene, orbit_poses, render_sequence
+from clients.sources.synthetic import (
+    DepthDegradation,
+    default_intrinsics,
+    make_scene,
+    orbit_poses,
+    render_sequence,
+)
 from clients.ws_client import XrsegClient
 from engine.config import EngineConfig
 from engine.core import BoxPrompt, PointPrompt, Prompt
@@ -64,7 +70,9 @@ async def test_tracked_object_keeps_its_mask_through_100_frames() -> None:
     assert len(centroids) >= 90 and np.mean(inside) > 0.95
 
 
-async def test_tracking_over_websocket_streams_every_frame_and_stops_on_cancel(live_engine: LiveEngine) -> None:
+async def test_tracking_over_websocket_streams_every_frame_and_stops_on_cancel(
+    live_engine: LiveEngine,
+) -> None:
     scene = make_scene(3)
     frames = render_sequence(scene, orbit_poses(scene, 100)[:12], K, DepthDegradation(), seed=2)
     target = max(scene.object_ids, key=lambda o: frames[0].visible_mask(o).sum())
@@ -83,7 +91,9 @@ async def test_tracking_over_websocket_streams_every_frame_and_stops_on_cancel(l
         assert (await client.stats()).track_results == 8
         for synth in frames[9:]:
             await client.send_frame(synth.frame, ImageCodec.PNG)
-        answer = await client.prompt(Prompt(4, 11, points=(PointPrompt(*interior_point(frames[11].visible_mask(target))),)))
+        answer = await client.prompt(
+            Prompt(4, 11, points=(PointPrompt(*interior_point(frames[11].visible_mask(target))),))
+        )
         stats = await client.stats()
     assert answer.frame_id == 11
     assert stats.track_results == 8 and stats.prompts_answered == 2  # nothing tracked after the cancel
