@@ -1,6 +1,6 @@
 """Accuracy of the geometric segmenter + 3D lift against exact ray-cast ground truth.
 
-    python -m bench.synthetic_accuracy [--scenes 8] [--out bench/results]
+    python -m bench.synthetic_accuracy [--scenes 12] [--seed 0] [--clean] [--out bench/results]
 
 For every scene (clients/sources/synthetic.py, Kinect-like noise, holes, flying pixels, mm
 quantisation) and every object with a visible area of at least --min-px pixels, one positive
