@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -147,7 +148,9 @@ def evaluate(
         "predict_ms_p50": float(np.percentile(predict_ms, 50)) if predict_ms else None,
         "predict_ms_p95": float(np.percentile(predict_ms, 95)) if predict_ms else None,
         "lift_ms_p50": float(np.percentile(lift_ms, 50)) if lift_ms else None,
-        "note": "wall-clock on the machine that ran the bench, 640x480, single thread of Python",
+        "cpu_count": os.cpu_count(),
+        "loadavg_1min_after": os.getloadavg()[0],
+        "note": "wall-clock on the machine that ran the bench, 640x480; a shared machine inflates it",
     }
     return results, timing
 
