@@ -26,7 +26,7 @@ from tests.test_webrtc_support import CLIENT, LIVINGROOM, LOOPBACK, TOKEN, live_
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The doomed client: stream 6 frames, get one answer, say where it is, then idle (keepalives only).
+# The doomed client: send 6 frames, get one answer, say which session it is, then idle (keepalives only).
 DOOMED = """
 import asyncio, sys, time
 from dataclasses import replace
@@ -38,8 +38,8 @@ async def main(url, token, folder):
     seq = open_sequence(folder)
     options = RtcClientOptions(host_addresses=("127.0.0.1",), keepalive_s=0.2)
     client = await XrsegRtcClient.connect(url, token, "doomed", options=options)
-    for i in range(6):
-        await client.send_frame(replace(seq[i], capture_ts=time.time()))
+    for i in range(6):  # a burst: depth only where the prompt needs it
+        await client.send_frame(replace(seq[i], capture_ts=time.time()), with_depth=i == 5)
     click = Prompt(prompt_id=1, frame_id=seq[5].frame_id, points=(PointPrompt(320.0, 240.0),))
     await client.prompt(click, 60)
     print("SESSION", client.session_id, flush=True)
@@ -56,7 +56,7 @@ async def test_killed_client_is_noticed_resumed_by_token_then_reaped() -> None:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-c", DOOMED, live.url, TOKEN, str(LIVINGROOM),
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,  # its stderr shows in the test report if it fails
         )  # fmt: skip
         try:
             line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
