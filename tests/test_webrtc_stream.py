@@ -20,7 +20,6 @@ from clients.webrtc_client import XrsegRtcClient
 from engine.config import EngineConfig
 from engine.core import GazeSample, PointPrompt, Prompt
 from engine.demo.scripts import gaze_script_for
-from engine.scheduler import KeyframeConfig, KeyframePolicy
 from engine.session import PendingFrame
 from engine.transport.webrtc import WebRTCConfig
 from tests.test_webrtc_support import CLIENT, LIVINGROOM, LOOPBACK, TOKEN, assert_loopback_only, live_rtc
@@ -35,12 +34,7 @@ async def test_200_frames_every_prompt_answered_on_its_frame_with_bit_exact_dept
     frames = [seq[i] for i in range(FRAMES)]
     script = gaze_script_for(LIVINGROOM, frames)
     # Roomy queues: this test is about the transport, not about the engine keeping pace on a busy machine.
-    config = EngineConfig(
-        tokens=(TOKEN,),
-        frame_window=64,
-        prompt_queue=64,
-        keyframes=KeyframeConfig(policy=KeyframePolicy.EVERY_FRAME),
-    )
+    config = EngineConfig(tokens=(TOKEN,), frame_window=64, prompt_queue=64)
     options = replace(CLIENT, fps=FPS, depth_every=PROMPT_EVERY)
     rtc = WebRTCConfig(port=0, host_addresses=LOOPBACK, pair_wait_s=5.0, pair_window=96, video_window=48)
     async with (
