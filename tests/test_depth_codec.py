@@ -216,7 +216,8 @@ def test_frame_messages_carry_rdz_depth_and_report_bad_depth() -> None:
     msg = decode_message(data)
     assert isinstance(msg, FrameMessage)
     np.testing.assert_array_equal(msg.frame.depth, depth)
-    bad = data.replace(b"XD\x01\x01\x80\x02\xe0\x01", b"XD\x01\x01\x80\x02\xe1\x01")  # header says 640x481
+    at = data.index(b"XD\x01")  # the rdz header: magic, version, backend, width, height
+    bad = data[: at + 6] + (481).to_bytes(2, "little") + data[at + 8 :]  # says 640x481
     with pytest.raises(ProtocolError) as info:
         check_frame(parse_envelope(bad))
     assert info.value.code == ErrorCode.BAD_DEPTH and info.value.ref_id == 7

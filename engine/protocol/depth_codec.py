@@ -13,10 +13,13 @@ one 640x480 frame in CPU ms on the 2-core dev machine, best of 5 passes, under l
 RVL (Wilson 2017, the `rvl` wheel, C) took 2.1 ms at ratio 3.7 (below PNG); RVL + zstd-1 3.4 ms
 at 10.7; JPEG-LS, LERC, HTJ2K, JPEG XL effort 1 (imagecodecs) were 5-13 ms a frame.
 
-The LZ4 back-end is the default: 5-6x faster than PNG with a better ratio over the shared set,
-though below PNG on the two short real-sensor sequences, whose quantised, hole-ridden depth needs
-an entropy coder. The zstd back-end (Backend.ZSTD) beats PNG's ratio on every sequence (1.2-2.7x)
-at ~4x PNG's speed: use it where a link's bytes cost more than ~1 ms of CPU a frame.
+The LZ4 back-end is this module's default: 5-9x faster than PNG with a better ratio over the
+shared set, though below PNG on the two short real-sensor sequences, whose quantised, hole-ridden
+depth needs an entropy coder. The zstd back-end (Backend.ZSTD) beats PNG's ratio on every
+sequence (1.2-2.7x) at ~4-6x PNG's speed, and is what schema-v1 frame messages carry
+(payloads.encode_depth): over aiortc's data channel, whose throughput is the bottleneck, it cut
+the transport's share of glass-to-mask by 6-15 ms (p50) and the channel's bitrate from 776 to
+436 kbit/s in bench.webrtc. The decoder reads the back-end from the header either way.
 
 The transform, for an (H, W) uint16 depth map ``D``:
 

@@ -53,7 +53,9 @@ def decode_image(data: bytes | memoryview, codec: str, height: int, width: int) 
         _expect_size(data, height * width * 3, "raw rgb", ErrorCode.BAD_IMAGE)
         return np.frombuffer(data, np.uint8).reshape(height, width, 3).copy()
     if codec == ImageCodec.VIDEO:
-        raise ProtocolError(ErrorCode.BAD_IMAGE, "rgb codec 'video' is for the WebRTC video track; send jpeg, png or raw here")
+        raise ProtocolError(
+            ErrorCode.BAD_IMAGE, "rgb codec 'video' is for the WebRTC video track; send jpeg, png or raw here"
+        )
     if codec not in (ImageCodec.JPEG, ImageCodec.PNG):
         raise ProtocolError(ErrorCode.BAD_IMAGE, f"unknown rgb codec {codec!r}; use jpeg, png or raw")
     _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE)
@@ -89,7 +91,7 @@ def check_depth(data: bytes | memoryview, codec: str, height: int, width: int) -
         except ValueError as exc:
             raise ProtocolError(ErrorCode.BAD_DEPTH, str(exc)) from None
     else:
-        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16, rdz or f32")
+        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16, rdz, f32")
 
 
 def encode_depth(depth: np.ndarray, codec: DepthCodec = DepthCodec.PNG16) -> bytes:
@@ -101,8 +103,8 @@ def encode_depth(depth: np.ndarray, codec: DepthCodec = DepthCodec.PNG16) -> byt
         return buf.tobytes()
     if codec == DepthCodec.RAW16:
         return np.ascontiguousarray(depth, dtype="<u2").tobytes()
-    if codec == DepthCodec.RDZ:
-        return rdz.encode_depth(depth)
+    if codec == DepthCodec.RDZ:  # zstd back-end on the wire: half LZ4's bytes, ~0.7 ms more CPU
+        return rdz.encode_depth(depth, rdz.Backend.ZSTD)
     return np.ascontiguousarray(depth, dtype="<f4").tobytes()
 
 
@@ -120,7 +122,7 @@ def decode_depth(data: bytes | memoryview, codec: str, height: int, width: int) 
         except ValueError as exc:
             raise ProtocolError(ErrorCode.BAD_DEPTH, str(exc)) from None
     if codec != DepthCodec.PNG16:
-        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16, rdz or f32")
+        raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16, rdz, f32")
     _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH)
     depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if depth is None or depth.ndim != 2 or depth.dtype != np.uint16:
