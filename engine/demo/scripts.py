@@ -23,8 +23,10 @@ LIVINGROOM1_ANCHORS = (
 def gaze_script_for(path: Path | None, frames: Sequence[RGBDFrame]) -> GazeScript:
     """The scripted gaze path for a known sequence, else look at the centre of frame 0, then mid-way."""
     n = len(frames)
-    if path is not None and path.name.startswith("livingroom1") and n >= 211:
-        return GazeScript.from_anchors(frames, LIVINGROOM1_ANCHORS)
+    if path is not None and path.name.startswith("livingroom1"):
+        anchors = [a for a in LIVINGROOM1_ANCHORS if a.frame_index < n and a.first < n]
+        if anchors:
+            return GazeScript.from_anchors(frames, anchors)
     w, h = frames[0].intrinsics.width, frames[0].intrinsics.height
     half = max(1, n // 2)
     anchors = [PixelAnchor("centre", 0, w / 2, h / 2, 0, half - 1)]
