@@ -73,7 +73,7 @@ class RtcClientOptions:
         depth_codec: codec of the depth payload (rdz: lossless, fast).
         depth_every: depth goes with every frame whose id is a multiple of n, and only with
             those (prompt those frames). aiortc's data channels carry ~1.5 MB/s on this machine,
-            about full-rate depth (15 fps x ~90 KB), so at n > 1 depth rides only where needed.
+            about full-rate depth (15 fps x ~50 KB of rdz), so at n > 1 depth rides only where needed.
         max_buffered_bytes: with depth_every=1, skip depth on a frame (and count it) while more
             than this waits in the data channel's send buffer: the link is not keeping up.
         ice_servers: (urls, username, credential) STUN/TURN servers; none by default.

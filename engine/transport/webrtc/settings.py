@@ -21,7 +21,7 @@ class WebRTCConfig:
         pair_wait_s: how long a colour frame waits for its metadata (or the reverse) before the
             half that arrived is dropped and counted.
         pair_window: most frames whose metadata may wait for their colour at once (each holds
-            its depth payload, ~90 KB with rdz).
+            its depth payload, ~50 KB with rdz).
         video_window: most colour frames that may wait for their metadata at once (each holds a
             decoded YUV frame, ~460 KB at 640x480). Metadata with depth is the slower half on a
             busy data channel, so this bounds how far it may lag.
