@@ -186,8 +186,12 @@ class FrameMapping:
 
     # ------------------------------------------------------------------------------- masks
 
-    def mask(self, mask: np.ndarray) -> np.ndarray:
-        """Map an (H_s, W_s) bool source mask to an (H_t, W_t) bool target mask (new array)."""
+    def mask(self, mask: np.ndarray, rough: bool = False) -> np.ndarray:
+        """Map an (H_s, W_s) bool source mask to an (H_t, W_t) bool target mask (new array).
+
+        rough: for masks nobody will lift or clean (the alternatives next to the selected one):
+        a quarter of the point budget and no full-resolution outline, so at most a few ms.
+        """
         mask = np.asarray(mask, bool)
         th, tw = self.target.size
         if self.method is MappingMethod.IDENTITY:
@@ -204,7 +208,8 @@ class FrameMapping:
             return cv2.warpPerspective(mask.view(np.uint8), h, (tw, th), flags=cv2.INTER_NEAREST) > 0
         source = _View(depth, self.source.intrinsics.matrix, self.source.size)
         target = _View(self.target.depth_m, self.target.intrinsics.matrix, self.target.size)
-        stride = int(np.ceil(np.sqrt(np.count_nonzero(mask) / self.config.max_warp_px)))
+        budget = self.config.max_warp_px // 4 if rough else self.config.max_warp_px
+        stride = int(np.ceil(np.sqrt(np.count_nonzero(mask) / max(budget, 1))))
         if stride <= 1:
             return _reproject_mask(mask, source, target, self.relative, self.config)
         # A large mask (a wall, a floor): warp it on a grid `stride` times coarser, so the cost
@@ -219,7 +224,7 @@ class FrameMapping:
         rows = np.minimum((np.arange(th) + stride // 2) // stride, small.shape[0] - 1)  # nearest grid point
         cols = np.minimum((np.arange(tw) + stride // 2) // stride, small.shape[1] - 1)
         out = small[rows[:, None], cols[None, :]]
-        if target.depth is None:
+        if target.depth is None or rough:
             return out
         # Re-decide the blocky outline at full resolution: only a band of `stride` pixels around it.
         kernel = np.ones((2 * stride + 1, 2 * stride + 1), np.uint8)

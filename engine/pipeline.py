@@ -198,8 +198,8 @@ class Pipeline:
 
         `choose` picks among the decoded masks in the keyframe's pixels (default: best score). The
         selected mask is cleaned around `anchor` (a pixel of `frame`) and lifted; the other
-        candidates are returned as decoded (mapped, not cleaned: cleaning costs O(mask), and only the
-        selected mask is lifted), or dropped with only_selected.
+        candidates are returned as decoded (mapped roughly, not cleaned: both cost O(mask), and only
+        the selected mask is lifted), or dropped with only_selected.
         """
         prediction = self.model.decoder.predict(keyframe.embedding, request)
         stamps = replace(stamps, decode=time.time())
@@ -208,7 +208,7 @@ class Pipeline:
         back = FrameMapping.between(keyframe.frame, frame, self.mapping)
         names = prediction.granularity or ("",) * len(scores)
         keep = [best] if only_selected else list(range(len(scores)))
-        masks = {i: back.mask(prediction.masks[i]) for i in keep}
+        masks = {i: back.mask(prediction.masks[i], rough=i != best) for i in keep}
         masks[best] = self.clean_mask(masks[best], frame, anchor)
         candidates = tuple(MaskCandidate(RLEMask.encode(masks[i]), float(scores[i]), names[i]) for i in keep)
         segment, stamps = self._lift(masks[best], frame, anchor, want_3d, stamps)

@@ -20,7 +20,9 @@ tracked object in the last `engaged_s`): an idle stream costs no encoder time.
 has at most one waiting request; a newer frame replaces the waiting one (newest frame wins, the
 replaced frame is counted as superseded) and everyone waiting gets the newer keyframe. Requests
 of several sessions that are waiting together are encoded as one batch (`encode_images`: one
-`encode_batch` call for backends that have it, a loop otherwise).
+`encode_batch` call for backends that have it, a loop otherwise). Background refreshes are held to
+`background_duty` of the encoder's time so that, where the encoder is slow (a CPU), the decoder
+keeps the machine; an encode a prompt waits for is never held back.
 
 Policy EVERY_FRAME turns all of this off: the session encodes each prompt's frame on the prompt
 path, the way segment-anything's predictor is used in a loop (the baseline of bench.streaming).
@@ -80,6 +82,11 @@ class KeyframeConfig:
         max_age_s: refresh an embedding older than this while engaged.
         engaged_s: how long after the last prompt / fixation / track step a session counts as
             engaged (background refreshes happen only then).
+        background_duty: at most this fraction of the time goes to background refreshes (camera
+            moved, image changed, aged): after one that took T seconds the next waits T (1 - d) / d.
+            A prompt's encode never waits. On a GPU (encodes of tens of ms) this caps nothing a user
+            would notice; on a CPU, where MobileSAM's encoder takes seconds, it keeps half the machine
+            for the decoder, which is what answers prompts.
         max_batch: most frames encoded in one call.
         batch_window_s: after the first request wakes the worker, wait this long for requests
             of other sessions that arrive together (a few ms; the encode takes 10-1000x that).
@@ -91,6 +98,7 @@ class KeyframeConfig:
     max_image_change: float = 5.0
     max_age_s: float = 3.0
     engaged_s: float = 2.0
+    background_duty: float = 0.5
     max_batch: int = 4
     batch_window_s: float = 0.004
 
@@ -99,6 +107,8 @@ class KeyframeConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"KeyframeConfig.{name} must be a positive number, got {value}")
+        if not 0.0 < self.background_duty <= 1.0:
+            raise ValueError(f"KeyframeConfig.background_duty must be in (0, 1], got {self.background_duty}")
         if self.max_batch < 1:
             raise ValueError(f"KeyframeConfig.max_batch must be >= 1, got {self.max_batch}")
         if not (math.isfinite(self.batch_window_s) and self.batch_window_s >= 0):
@@ -288,6 +298,7 @@ class KeyframeEncoder:
         self._busy_s = 0.0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._background_at = 0.0  # perf_counter time before which no background encode starts
 
     @property
     def stats(self) -> EncoderStats:
@@ -321,14 +332,16 @@ class KeyframeEncoder:
     def request(
         self, owner: str, load: Callable[[], RGBDFrame], frame_id: int, reason: KeyframeReason
     ) -> asyncio.Future[Keyframe]:
-        """Ask for a keyframe of this frame; replaces the owner's waiting request (same future)."""
+        """Ask for a keyframe of this frame; a newer frame replaces the owner's waiting request
+        (same future: whoever waits gets the newer keyframe)."""
         waiting = self._waiting.get(owner)
         if waiting is not None and not waiting.future.done():
-            if frame_id != waiting.frame_id:
+            if frame_id > waiting.frame_id:
                 self._superseded += 1
                 waiting.load, waiting.frame_id = load, frame_id
             if reason is KeyframeReason.PROMPT:
                 waiting.reason = reason
+                self._wake.set()  # a prompt waits now: no background pause applies any more
             return waiting.future
         future: asyncio.Future[Keyframe] = asyncio.get_running_loop().create_future()
         self._waiting[owner] = _Request(owner, load, frame_id, reason, future)
@@ -360,11 +373,15 @@ class KeyframeEncoder:
                 await self._wake.wait()
                 if self._config.batch_window_s > 0:
                     await asyncio.sleep(self._config.batch_window_s)  # let requests that arrive together join
-            batch: list[_Request] = []
-            while self._waiting and len(batch) < self._config.max_batch:
-                _, req = self._waiting.popitem(last=False)
-                if not req.future.done():
-                    batch.append(req)
+            pause = self._background_at - time.perf_counter()
+            if pause > 0 and not any(r.reason is KeyframeReason.PROMPT for r in self._waiting.values()):
+                self._wake.clear()  # only background refreshes wait: let the hot path have the machine
+                try:
+                    await asyncio.wait_for(self._wake.wait(), pause)
+                except TimeoutError:
+                    pass
+                continue
+            batch = self._take_batch(background=pause <= 0)
             if not batch:
                 continue
             started = time.perf_counter()
@@ -377,7 +394,11 @@ class KeyframeEncoder:
             ) as exc:  # the encoder worker must outlive one bad batch; every waiter hears of it
                 log.exception("keyframe encoder: batch of %d failed", len(batch))
                 results = [ModelError(f"image encoder failed: {exc!r}")] * len(batch)
-            self._busy_s += time.perf_counter() - started
+            took = time.perf_counter() - started
+            self._busy_s += took
+            if not any(r.reason is KeyframeReason.PROMPT for r in batch):
+                duty = self._config.background_duty
+                self._background_at = time.perf_counter() + took * (1.0 - duty) / duty
             encoded = sum(isinstance(r, Keyframe) for r in results)
             if encoded:
                 self._batches += 1
@@ -391,6 +412,19 @@ class KeyframeEncoder:
                 else:
                     self._failed += 1
                     req.future.set_exception(result)
+
+    def _take_batch(self, background: bool) -> list[_Request]:
+        """Waiting requests to encode now: those prompts wait for first, then (when background
+        encodes may run) the others, oldest first, up to max_batch."""
+        for req in [r for r in self._waiting.values() if r.future.done()]:
+            del self._waiting[req.owner]
+        ordered = sorted(self._waiting.values(), key=lambda r: r.reason is not KeyframeReason.PROMPT)
+        if not background:
+            ordered = [r for r in ordered if r.reason is KeyframeReason.PROMPT]
+        batch = ordered[: self._config.max_batch]
+        for req in batch:
+            del self._waiting[req.owner]
+        return batch
 
     def _encode(self, batch: list[_Request]) -> list[Keyframe | Exception]:
         """Encoder thread: decode each frame, then encode the decodable ones as one batch."""

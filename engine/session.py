@@ -170,6 +170,22 @@ class _PromptJob:
     received: float
 
 
+@dataclass(frozen=True, eq=False)
+class _Parked:
+    """A prompt that no keyframe could answer yet: it waits aside (not blocking the prompts behind
+    it) for a keyframe newer than `after` (time.time() of the one that failed it; 0 = none)."""
+
+    job: _PromptJob
+    pending: PendingFrame
+    frame: RGBDFrame
+    request: PromptInput
+    kind: ResultKind
+    stamps: StageTimestamps
+    after: float
+    tries: int = 0
+    encode: asyncio.Future[Keyframe] | None = None  # the encode it asked for (its failure is its error)
+
+
 class Session:
     """State and work of one client. Lifecycle: attach() -> receive()/offer_frame()* -> close()."""
 
@@ -181,6 +197,7 @@ class Session:
         self._send: SendFn | None = None
         self._frames: OrderedDict[int, PendingFrame] = OrderedDict()
         self._prompts: deque[_PromptJob] = deque()
+        self._parked: deque[_Parked] = deque()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._keyframe: Keyframe | None = None
@@ -345,7 +362,10 @@ class Session:
 
     async def _run(self) -> None:
         while True:
-            if self._prompts:
+            if self._parked_ready():
+                parked = self._parked.popleft()
+                await self._guard(self._retry_parked(parked), parked.job.message.prompt.prompt_id)
+            elif self._prompts:
                 job = self._prompts.popleft()
                 await self._guard(self._handle_prompt(job), job.message.prompt.prompt_id)
             elif self._scheduled and self._gaze.has_wanted():  # the EVERY_FRAME baseline does not speculate
@@ -423,20 +443,134 @@ class Session:
         if gaze_xy is not None:
             request = prompt_input(prompt, h, w, gaze_xy)
         answer = None
-        gaze_only = bool(prompt.gaze) and not (
-            prompt.points or prompt.box is not None or prompt.mask is not None
-        )
-        if gaze_xy is not None and gaze_only:
+        if gaze_xy is not None and _gaze_only(prompt):
             spec = self._gaze.serve(dwell.fixation_id if dwell is not None else None, *gaze_xy)
             if spec is not None:
                 answer = await self._run_sync(self._from_speculation, spec, frame, prompt.prompt_id, stamps)
                 if answer is not None:
                     self._counters.speculative_hits += 1
+        if answer is None and self._scheduled:
+            answer = await self._from_keyframe(pending, frame, request, prompt, stamps)
+            if answer is None:  # no keyframe sees it yet: wait aside, let the prompts behind go first
+                self._park(_Parked(job, pending, frame, request, kind, stamps, self._keyframe_ready()))
+                return
         if answer is None:
             answer = await self._answer(pending, frame, request, prompt, stamps)
+        await self._finish_prompt(job, frame, answer, kind)
+
+    async def _finish_prompt(
+        self, job: _PromptJob, frame: RGBDFrame, answer: Answer, kind: ResultKind
+    ) -> None:
         await self._emit_answer(answer, kind)
-        if msg.track:
-            self._start_tracking(prompt, frame, answer)
+        if job.message.track:
+            self._start_tracking(job.message.prompt, frame, answer)
+        if _gaze_only(job.message.prompt):
+            await self._drop_superseded_gaze(job)
+
+    async def _drop_superseded_gaze(self, answered: _PromptJob) -> None:
+        """Gaze is a stream: once a gaze prompt is answered, older gaze prompts still waiting for a
+        keyframe are stale (the eye has moved on); they are dropped, each with an error."""
+        stale = [
+            p for p in self._parked if _gaze_only(p.job.message.prompt) and p.job.received < answered.received
+        ]
+        if not stale:
+            return
+        self._parked = deque(p for p in self._parked if p not in stale)
+        self._counters.prompts_dropped += len(stale)
+        for p in stale:
+            await self.report(
+                ProtocolError(
+                    ErrorCode.OVERLOADED,
+                    f"gaze prompt dropped: it waited for a keyframe and gaze prompt "
+                    f"{answered.message.prompt.prompt_id} (newer) was answered first",
+                    p.job.message.prompt.prompt_id,
+                )
+            )
+
+    async def _from_keyframe(
+        self,
+        pending: PendingFrame,
+        frame: RGBDFrame,
+        request: PromptInput,
+        prompt: Prompt,
+        stamps: StageTimestamps,
+    ) -> Answer | None:
+        """The answer from the current keyframe, or None when there is none or it cannot see the prompt."""
+        self._maybe_refresh(pending, frame)
+        keyframe = self._keyframe
+        if keyframe is None or not self._sees_same_scene(keyframe, pending, frame):
+            return None
+        return await self._run_sync(
+            self._pipeline.answer,
+            frame,
+            keyframe,
+            request,
+            prompt.prompt_id,
+            replace(stamps, encode=time.time()),
+            prompt.want_3d,
+        )
+
+    def _park(self, parked: _Parked) -> None:
+        """Set a prompt aside until a newer keyframe lands, and make sure one is coming: an encode
+        of its frame, or of a newer frame that replaces it while it waits (newest frame wins)."""
+        if parked.tries == 0:
+            self._counters.prompts_waited_for_encode += 1
+        if len(self._parked) >= self._ctx.config.prompt_queue:
+            dropped = self._parked.popleft()
+            self._counters.prompts_dropped += 1
+            asyncio.ensure_future(
+                self.report(
+                    ProtocolError(
+                        ErrorCode.OVERLOADED,
+                        "prompt dropped: it waited for a keyframe while newer prompts arrived",
+                        dropped.job.message.prompt.prompt_id,
+                    )
+                )
+            )
+        self._parked.append(
+            replace(parked, encode=self._request_keyframe(parked.pending, KeyframeReason.PROMPT))
+        )
+
+    def _keyframe_ready(self) -> float:
+        return self._keyframe.ready if self._keyframe is not None else 0.0
+
+    def _parked_ready(self) -> bool:
+        if not self._parked:
+            return False
+        first = self._parked[0]
+        failed = (
+            first.encode is not None
+            and first.encode.done()
+            and not first.encode.cancelled()
+            and first.encode.exception() is not None
+        )
+        return failed or self._keyframe_ready() > first.after
+
+    async def _retry_parked(self, parked: _Parked) -> None:
+        """A newer keyframe landed: answer from it; after two misses, encode the prompt's own frame."""
+        prompt = parked.job.message.prompt
+        if self._keyframe_ready() <= parked.after and parked.encode is not None:
+            raise parked.encode.exception()  # the encode it waited for failed (e.g. no valid depth)
+        answer = await self._from_keyframe(
+            parked.pending, parked.frame, parked.request, prompt, parked.stamps
+        )
+        if answer is None and parked.tries + 1 < 2:
+            self._park(replace(parked, after=self._keyframe_ready(), tries=parked.tries + 1))
+            return
+        if answer is None:
+            keyframe = await self._run_sync(self._pipeline.keyframe_now, parked.frame)
+            self._adopt(keyframe)
+            answer = await self._run_sync(
+                self._pipeline.answer,
+                parked.frame,
+                keyframe,
+                parked.request,
+                prompt.prompt_id,
+                replace(parked.stamps, encode=time.time()),
+                prompt.want_3d,
+            )
+            assert answer is not None  # a keyframe of the prompt's own frame sees the prompt
+        await self._finish_prompt(parked.job, parked.frame, answer, parked.kind)
 
     async def _answer(
         self,
@@ -604,6 +738,7 @@ class Session:
         exc = future.exception()
         if exc is not None:
             log.debug("session %s: keyframe encode failed: %s", self.session_id, exc)
+            self._poke()  # a parked prompt may have been waiting for it
             return
         self._adopt(future.result())
         self._counters.keyframes_encoded += 1
@@ -728,3 +863,10 @@ class Session:
             if prompt_id in self._tracks:  # not cancelled while the step ran
                 self._tracks[prompt_id] = new_state
                 await self._emit_answer(answer, ResultKind.TRACK)
+
+
+def _gaze_only(prompt: Prompt) -> bool:
+    """A prompt of gaze samples alone (no click, box, mask or text): part of a gaze stream."""
+    return bool(prompt.gaze) and not (
+        prompt.points or prompt.box is not None or prompt.mask is not None or prompt.text
+    )

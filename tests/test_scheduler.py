@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 
@@ -198,3 +199,73 @@ async def test_every_frame_policy_encodes_on_the_prompt_path(orbit) -> None:
             msg = await inbox.result(i)
             assert msg.result.keyframe_id == i and msg.kind is ResultKind.ANSWER and msg.mapping == "identity"
         assert session.stats.keyframes_encoded == 4 and engine.encoder.stats.frames == 0
+
+
+async def test_background_refreshes_leave_the_machine_to_prompts(orbit) -> None:
+    _, frames, _ = orbit
+    config = EngineConfig(port=0, keyframes=KeyframeConfig(background_duty=0.1))
+    async with Engine(config) as engine:
+        encoder = engine.encoder
+        first = await encoder.request("a", lambda: frames[1].frame, 1, KeyframeReason.CAMERA_MOVED)
+        took = encoder.stats.busy_s
+        second = await encoder.request("a", lambda: frames[2].frame, 2, KeyframeReason.CAMERA_MOVED)
+        assert second.ready - first.ready >= 9 * took * 0.99  # duty 0.1: 9x the encode time in between
+        background = encoder.request("b", lambda: frames[3].frame, 3, KeyframeReason.AGED)
+        prompt = encoder.request("c", lambda: frames[4].frame, 4, KeyframeReason.PROMPT)
+        done, _ = await asyncio.wait({background, prompt}, return_when=asyncio.FIRST_COMPLETED)
+        assert done == {prompt}  # a prompt's encode does not wait out the pause
+        assert (await background).ready >= (await prompt).ready
+
+
+async def test_a_prompt_waiting_for_an_encode_does_not_hold_up_the_next(engine: Engine, orbit) -> None:
+    """Prompt A points at something keyframe 0 cannot see (it waits for an encode of its frame);
+    prompt B, queued right behind it, is answered from keyframe 0 meanwhile."""
+    from engine.core import PointPrompt
+    from engine.mapping import FrameMapping
+
+    _, frames, target = orbit
+    session, inbox = open_session(engine)
+    offer(session, frames[0].frame)
+    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    await inbox.result(0)
+    late = frames[39].frame
+    to_first = FrameMapping.between(late, frames[0].frame)
+    ys, xs = np.mgrid[10:230:6, 10:310:6]
+    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    grid = grid[late.depth_m[grid[:, 1].astype(int), grid[:, 0].astype(int)] > 0]
+    unseen = grid[~to_first.points(grid).visible]
+    assert len(unseen) > 0  # 23 deg of orbit later, part of the view was not in keyframe 0
+    offer(session, frames[1].frame)
+    offer(session, late)
+    session.submit_prompt(Prompt(1, 39, points=(PointPrompt(*unseen[len(unseen) // 2]),)))
+    session.submit_prompt(_gaze_prompt(2, frames[1], target))
+    a, b = await inbox.result(1), await inbox.result(2)
+    assert b.result.keyframe_id == 0 and a.result.keyframe_id == 39
+    assert session.stats.prompts_waited_for_encode == 2
+
+
+async def test_gaze_prompts_waiting_for_a_keyframe_are_superseded_by_newer_gaze(engine: Engine, orbit) -> None:
+    from engine.core import GazeSample
+    from engine.mapping import FrameMapping
+    from engine.protocol import ErrorCode
+
+    _, frames, target = orbit
+    session, inbox = open_session(engine)
+    offer(session, frames[0].frame)
+    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    await inbox.result(0)
+    late = frames[39].frame
+    ys, xs = np.mgrid[10:230:6, 10:310:6]
+    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    grid = grid[late.depth_m[grid[:, 1].astype(int), grid[:, 0].astype(int)] > 0]
+    x, y = grid[~FrameMapping.between(late, frames[0].frame).points(grid).visible][0]
+    offer(session, frames[1].frame)
+    offer(session, late)
+    session.submit_prompt(Prompt(1, 39, gaze=(GazeSample(10.0, x, y),)))  # waits for a keyframe of frame 39
+    tx, ty = interior_point(frames[1].visible_mask(target) & (frames[1].frame.depth_m > 0))
+    session.submit_prompt(Prompt(2, 1, gaze=(GazeSample(10.1, tx, ty),)))  # newer, answerable now
+    newer = await inbox.result(2)
+    error = await inbox.wait_for(lambda m: getattr(m, "ref_id", None) == 1)
+    assert newer.result.keyframe_id == 0
+    assert error.code == ErrorCode.OVERLOADED and "newer" in error.message
+    assert session.stats.prompts_dropped == 1
