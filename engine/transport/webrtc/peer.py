@@ -123,6 +123,8 @@ class RtcPeer:
                 pass
         for drain in self._drains:
             await drain.stop()
+        self._deferred.clear()
+        self.aligner.reset()  # frees the decoded frames and depth payloads still waiting
         await self.pc.close()
         if end_session:
             await self.engine.close_session(self.session)

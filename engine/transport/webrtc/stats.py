@@ -84,7 +84,7 @@ class PeerStats:
 
     def snapshot(self, state: str, alignment: AlignmentCounters, rtt_ms: float | None) -> PeerStatsSnapshot:
         now = time.monotonic()
-        decode = np.array(self.decode_ms) if self.decode_ms else None
+        decode = np.array(tuple(self.decode_ms)) if self.decode_ms else None  # tuple(): one atomic copy
         recent_bytes = sum(n for t, n in self._bytes if now - t <= self.window_s)
         return PeerStatsSnapshot(
             session_id=self.session_id,
@@ -103,8 +103,8 @@ class PeerStats:
             fps_out=self._rate(self._out_times, now),
             decode_ms_p50=float(np.percentile(decode, 50)) if decode is not None else None,
             decode_ms_p95=float(np.percentile(decode, 95)) if decode is not None else None,
-            metadata_latency_ms_p50=float(np.median(self.metadata_ms)) if self.metadata_ms else None,
-            video_latency_ms_p50=float(np.median(self.video_ms)) if self.video_ms else None,
+            metadata_latency_ms_p50=float(np.median(tuple(self.metadata_ms))) if self.metadata_ms else None,
+            video_latency_ms_p50=float(np.median(tuple(self.video_ms))) if self.video_ms else None,
             bytes_in_per_s=recent_bytes / min(self.window_s, max(now - self.started, 1e-3)),
             rtt_ms=rtt_ms,
         )
