@@ -359,6 +359,7 @@ async def measure_webrtc(settings: StreamSettings, sequence: Path) -> dict:
         "metadata_dropped": peer.get("metadata_dropped"),
         "video_dropped": peer.get("video_dropped"),
         "metadata_latency_ms_p50": peer.get("metadata_latency_ms_p50"),
+        "depth_metadata_latency_ms_p50": peer.get("depth_metadata_latency_ms_p50"),
         "video_latency_ms_p50": peer.get("video_latency_ms_p50"),
         "decode_cpu_ms_p50": peer.get("decode_ms_p50"),
         "decode_cpu_ms_p95": peer.get("decode_ms_p95"),

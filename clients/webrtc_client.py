@@ -116,7 +116,7 @@ class FrameTrack(MediaStreamTrack):
 
     kind = "video"
 
-    def __init__(self, pts_per_frame: int, max_pinned: int = 3, flush_after_s: float | None = 0.005) -> None:
+    def __init__(self, pts_per_frame: int, max_pinned: int = 3, flush_after_s: float | None = 0.001) -> None:
         super().__init__()
         self._filler_offset = (
             pts_per_frame // 2

@@ -273,6 +273,8 @@ class RtcPeer:
         received = max(paired.metadata_arrival, paired.video_arrival)
         if header.capture_ts > 0:  # on one machine (or synchronised clocks) these are one-way delays
             self.stats.metadata_ms.append((paired.metadata_arrival - header.capture_ts) * 1000.0)
+            if "depth" in envelope.payloads:
+                self.stats.depth_metadata_ms.append((paired.metadata_arrival - header.capture_ts) * 1000.0)
             self.stats.video_ms.append((paired.video_arrival - header.capture_ts) * 1000.0)
         log.debug("session %s: frame %s paired", self.session.session_id, paired.frame_id)
         self.session.offer_frame(PendingFrame(paired.frame_id, decode, received, header.pose))

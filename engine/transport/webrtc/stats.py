@@ -37,6 +37,7 @@ class PeerStatsSnapshot:
     decode_ms_p50: float | None
     decode_ms_p95: float | None
     metadata_latency_ms_p50: float | None
+    depth_metadata_latency_ms_p50: float | None
     video_latency_ms_p50: float | None
     bytes_in_per_s: float
     rtt_ms: float | None
@@ -62,7 +63,8 @@ class PeerStats:
         self._out_times: deque[float] = deque(maxlen=512)
         self._bytes: deque[tuple[float, int]] = deque(maxlen=4096)
         self.decode_ms: deque[float] = deque(maxlen=256)
-        self.metadata_ms: deque[float] = deque(maxlen=256)  # capture -> metadata (+ depth) arrived
+        self.metadata_ms: deque[float] = deque(maxlen=256)  # capture -> metadata arrived
+        self.depth_metadata_ms: deque[float] = deque(maxlen=256)  # the same, for metadata carrying depth
         self.video_ms: deque[float] = deque(maxlen=256)  # capture -> colour frame decoded by aiortc
 
     def touch(self) -> None:
@@ -104,6 +106,9 @@ class PeerStats:
             decode_ms_p50=float(np.percentile(decode, 50)) if decode is not None else None,
             decode_ms_p95=float(np.percentile(decode, 95)) if decode is not None else None,
             metadata_latency_ms_p50=float(np.median(tuple(self.metadata_ms))) if self.metadata_ms else None,
+            depth_metadata_latency_ms_p50=(
+                float(np.median(tuple(self.depth_metadata_ms))) if self.depth_metadata_ms else None
+            ),
             video_latency_ms_p50=float(np.median(tuple(self.video_ms))) if self.video_ms else None,
             bytes_in_per_s=recent_bytes / min(self.window_s, max(now - self.started, 1e-3)),
             rtt_ms=rtt_ms,
