@@ -204,6 +204,11 @@ class XrsegRtcClient:
         self.depth_skipped = 0
         self.bytes_sent = 0  # on the "xrseg" channel, chunk headers included
         control.on("message", self._on_message)
+        control.on("close", self._fail_pending)
+        pc.on(
+            "connectionstatechange",
+            lambda: pc.connectionState in ("failed", "closed") and self._fail_pending(),
+        )
         self._keepalive = asyncio.create_task(self._keep_alive(), name="xrseg-rtc-keepalive")
 
     @classmethod
@@ -305,6 +310,10 @@ class XrsegRtcClient:
         if self.track is not None:
             self.track.stop()
         await self.pc.close()
+        self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        """The connection is gone: every prompt still waiting fails now, not at its timeout."""
         for future, _ in self._pending.values():
             if not future.done():
                 future.set_exception(ConnectionError("connection closed before the result arrived"))
