@@ -73,10 +73,15 @@ def serve(
         Path | None, typer.Option(help="CLIP weights for text prompts: open_clip folder, or weights file + --clip-arch.")
     ] = None,
     clip_arch: Annotated[str | None, typer.Option(help="open_clip architecture of a --clip-checkpoint file.")] = None,
+    webrtc_port: Annotated[int, typer.Option(help="WebRTC signalling (HTTP offer, /health, /metrics); 0 for none.")] = 8766,
     log_level: str = "INFO",
 ) -> None:
-    """Run the engine: WebSocket on ws://HOST:PORT."""
+    """Run the engine: WebSocket on ws://HOST:PORT and WebRTC signalling on http://HOST:WEBRTC_PORT.
+
+    For STUN/TURN servers and other WebRTC settings use `xrseg webrtc serve`.
+    """
     from engine.server import Engine
+    from engine.transport.webrtc import WebRTCConfig, WebRTCTransport
     from engine.transport.websocket import WebSocketTransport
 
     configure_logging(log_level)
@@ -93,8 +98,15 @@ def serve(
         async with Engine(config) as engine:
             transport = WebSocketTransport(engine)
             await transport.start()
-            console.print(f"[green]xrseg engine ({engine.model.name}) on {transport.url}")
+            webrtc = WebRTCTransport(engine, WebRTCConfig(host, webrtc_port)) if webrtc_port else None
+            if webrtc is not None:
+                await webrtc.start()
+            console.print(f"[green]xrseg engine ({engine.model.name}) on {transport.url}", soft_wrap=True)
+            if webrtc is not None:
+                console.print(f"[green]WebRTC offers to {webrtc.url}/webrtc/offer", soft_wrap=True)
             await stop.wait()
+            if webrtc is not None:
+                await webrtc.stop()
             await transport.stop()
 
     _run_or_explain(main())
@@ -147,9 +159,11 @@ def _run_or_explain(main: Coroutine[Any, Any, T]) -> T:
 
 def _mount_sub_apps() -> None:
     """Sub-commands owned by other packages."""
+    from clients.webrtc_cli import webrtc_app
     from models.cli import models_app
 
     app.add_typer(models_app, name="models", help="List, check and export model backends.")
+    app.add_typer(webrtc_app, name="webrtc", help="Serve the WebRTC transport with its settings, or stream over it.")
 
 
 _mount_sub_apps()

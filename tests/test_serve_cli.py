@@ -24,7 +24,8 @@ from tests.conftest import block_frame
 def serving(tmp_path: Path, *args: str) -> Iterator[str]:
     """Start `xrseg serve` on a free port; yield its ws:// URL once it listens."""
     env = {**os.environ, "XRSEG_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--token", "t0k", "--log-level", "WARNING", *args]
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", "0", "--token", "t0k",
+           "--log-level", "WARNING", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
         assert proc.stdout is not None
