@@ -1,4 +1,4 @@
-"""One session's gaze: samples -> fixations -> dwell selection, and the speculative answer at a fixation.
+"""One session's gaze: samples -> fixations -> dwell selection, and the held answer at a gaze point.
 
 Why: a user selects by looking. The fixation detector (engine/fusion/gaze.py) says when the eye
 settled (`fixation_started`, ~100 ms in) and when it stayed long enough to mean it
@@ -6,16 +6,22 @@ settled (`fixation_started`, ~100 ms in) and when it stayed long enough to mean 
 the mask at the fixation then (ARCHITECTURE principle 4), so when the dwell completes the answer
 is already there and only needs sending.
 
-`GazeState` keeps the detector and the one speculation a session may hold. It does no decoding
-itself: the session asks `wanted()` what to decode when it is idle, hands the answer to
-`store()`, and asks `serve()` whether a stored answer fits a prompt.
+The same slot holds the answer to the latest gaze prompt: gaze comes with every frame and stays on
+one object for hundreds of milliseconds, so a gaze prompt that lands within `reuse_radius_px` of
+the held answer's point (compared in the new frame's pixels, through depth and pose) is answered
+by moving that answer's masks into the new frame, without decoding again, as long as the held
+answer is younger than `reuse_max_s`.
+
+`GazeState` keeps the detector and that one slot. It does no decoding itself: the session asks
+`wanted()` what to decode when it is idle, hands answers to `store()`, and asks `serve()` whether
+the held answer fits a prompt.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from engine.core import CameraIntrinsics, GazeSample, RGBDFrame
 from engine.fusion import (
@@ -26,23 +32,27 @@ from engine.fusion import (
     FixationEventKind,
     GazeGeometry,
 )
+from engine.mapping import FrameMapping, MappingConfig
 from engine.pipeline import Answer
 
 
 @dataclass(frozen=True)
 class DwellConfig:
-    """Fixation thresholds (see engine/fusion/gaze.py) and when a speculative answer may be reused.
+    """Fixation thresholds (see engine/fusion/gaze.py) and when a held answer may be reused.
 
     Attributes:
         fixation: I-VT and dwell thresholds.
-        reuse_radius_px: a speculative answer serves a prompt whose gaze point is within this
-            distance of the point it was decoded at (8 px at fx 525 is ~0.9 deg, inside the
-            fixation's own dispersion).
+        reuse_radius_px: a held answer serves a prompt whose gaze point is within this distance of
+            the point it was decoded at, both in the prompt frame's pixels (8 px at fx 525 is ~0.9
+            deg, inside a fixation's own dispersion).
+        reuse_max_s: ... and when it is younger than this (its masks are warped to the new frame;
+            surfaces that came into view since then are not in them).
         respeculate_px: decode again while the fixation lasts only when its centroid moved this far.
     """
 
-    fixation: FixationConfig = FixationConfig()
+    fixation: FixationConfig = field(default_factory=FixationConfig)
     reuse_radius_px: float = 8.0
+    reuse_max_s: float = 1.0
     respeculate_px: float = 4.0
 
 
@@ -57,13 +67,16 @@ class SpeculationRequest:
 
 @dataclass(frozen=True, eq=False)
 class Speculation:
-    """A decode done at a fixation before it was asked for: its answer is in `frame`'s pixels."""
+    """A held answer at a gaze point: decoded at a fixation before it was asked for, or the answer
+    to the latest gaze prompt. (x, y) and the answer's masks are in `frame`'s pixels; made is
+    time.time() when it was decoded; fixation_id is None when no fixation was open."""
 
-    fixation_id: int
+    fixation_id: int | None
     x: float
     y: float
     frame: RGBDFrame
     answer: Answer
+    made: float
 
 
 @dataclass(frozen=True)
@@ -76,18 +89,24 @@ class GazeUpdate:
 
 
 class GazeState:
-    """Per-session fixation detector plus its speculation slot (bounded: one request, one answer)."""
+    """Per-session fixation detector plus its one held answer and one wanted speculation."""
 
-    def __init__(self, config: DwellConfig = DwellConfig()) -> None:
-        self.config = config
+    def __init__(self, config: DwellConfig | None = None) -> None:
+        self.config = config or DwellConfig()
         self._detector: FixationDetector | None = None
         self._want: SpeculationRequest | None = None
         self._held: Speculation | None = None
+        self._open_id: int | None = None
 
     @property
     def active(self) -> bool:
         """A fixation is open (the user is looking at something)."""
         return self._detector is not None and self._detector.current() is not None
+
+    @property
+    def open_fixation_id(self) -> int | None:
+        """Id of the fixation open after the last samples, or None."""
+        return self._open_id if self.active else None
 
     def push(self, samples: Iterable[GazeSample], intrinsics: CameraIntrinsics) -> GazeUpdate:
         """Feed a prompt's samples (any order; they are sorted by time) into the detector."""
@@ -100,6 +119,7 @@ class GazeState:
         for event in events:
             fx = event.fixation
             if event.kind in (FixationEventKind.STARTED, FixationEventKind.UPDATED):
+                self._open_id = event.fixation_id
                 held = self._held
                 same = held is not None and held.fixation_id == event.fixation_id
                 if not same or math.dist((held.x, held.y), (fx.x, fx.y)) > self.config.respeculate_px:
@@ -107,6 +127,7 @@ class GazeState:
             elif event.kind is FixationEventKind.DWELL_COMPLETED:
                 dwell = event
             elif event.kind is FixationEventKind.ENDED:
+                self._open_id = None
                 if self._want is not None and self._want.fixation_id == event.fixation_id:
                     self._want = None
                 if self._held is not None and self._held.fixation_id == event.fixation_id and dwell is None:
@@ -129,11 +150,30 @@ class GazeState:
     def store(self, speculation: Speculation) -> None:
         self._held = speculation
 
-    def serve(self, fixation_id: int | None, x: float, y: float) -> Speculation | None:
-        """The held answer if it was decoded for this fixation (or any, when None) near (x, y)."""
+    def serve(
+        self,
+        fixation_id: int | None,
+        x: float,
+        y: float,
+        frame: RGBDFrame,
+        now: float,
+        mapping: MappingConfig,
+    ) -> Speculation | None:
+        """The held answer if it was decoded for this fixation (or any, when None), is fresh, and its
+        point lands within reuse_radius_px of (x, y) in `frame`'s pixels."""
         held = self._held
         if held is None or (fixation_id is not None and held.fixation_id != fixation_id):
             return None
-        if math.dist((held.x, held.y), (x, y)) > self.config.reuse_radius_px:
+        if now - held.made > self.config.reuse_max_s:
+            return None
+        hx, hy = held.x, held.y
+        if held.frame.frame_id != frame.frame_id:
+            if held.frame.pose is None or frame.pose is None:
+                return None
+            moved = FrameMapping.between(held.frame, frame, mapping).points([[held.x, held.y]])
+            if not moved.visible[0]:
+                return None
+            hx, hy = float(moved.xy[0, 0]), float(moved.xy[0, 1])
+        if math.dist((hx, hy), (x, y)) > self.config.reuse_radius_px:
             return None
         return held

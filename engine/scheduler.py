@@ -354,10 +354,14 @@ class KeyframeEncoder:
         req = self._waiting.get(owner)
         return req.future if req is not None and not req.future.done() else None
 
-    def cancel(self, owner: str) -> None:
-        """Forget an owner's waiting request (its session closed)."""
-        req = self._waiting.pop(owner, None)
-        if req is not None and not req.future.done():
+    def cancel(self, owner: str, only_prompt: bool = False) -> None:
+        """Forget an owner's waiting (not started) request: its session closed, or (only_prompt) the
+        prompts that asked for it were answered or dropped, so it need not jump the background pause."""
+        req = self._waiting.get(owner)
+        if req is None or (only_prompt and req.reason is not KeyframeReason.PROMPT):
+            return
+        del self._waiting[owner]
+        if not req.future.done():
             req.future.cancel()
 
     async def wait_idle(self) -> None:

@@ -182,7 +182,7 @@ class _Parked:
     kind: ResultKind
     stamps: StageTimestamps
     after: float
-    tries: int = 0
+    tries: int = 0  # 0: waits for any newer keyframe; 1: for the encode of its own frame
     encode: asyncio.Future[Keyframe] | None = None  # the encode it asked for (its failure is its error)
 
 
@@ -240,6 +240,8 @@ class Session:
             self._worker = None
         if self._ctx.encoder is not None:
             self._ctx.encoder.cancel(self.session_id)
+        for parked in list(self._parked):
+            self._discard(parked)
         self._frames.clear()
         self._prompts.clear()
         self._tracks.clear()
@@ -362,8 +364,7 @@ class Session:
 
     async def _run(self) -> None:
         while True:
-            if self._parked_ready():
-                parked = self._parked.popleft()
+            if (parked := self._next_parked()) is not None:
                 await self._guard(self._retry_parked(parked), parked.job.message.prompt.prompt_id)
             elif self._prompts:
                 job = self._prompts.popleft()
@@ -434,38 +435,57 @@ class Session:
         if msg.answer is AnswerMode.DWELL and dwell is None:
             return  # gaze stream: the samples went to the detector; nothing to answer yet
         kind = ResultKind.ANSWER
-        gaze_xy = None
-        if dwell is not None:
-            kind, gaze_xy = ResultKind.DWELL, (dwell.fixation.x, dwell.fixation.y)
+        if dwell is not None:  # the selection is at the fixation's centroid, not at these samples
+            kind = ResultKind.DWELL
+            request = prompt_input(prompt, h, w, (dwell.fixation.x, dwell.fixation.y))
             self._counters.dwell_selections += 1
-        elif update is not None and update.fixation is not None:
-            gaze_xy = (update.fixation.x, update.fixation.y)
-        if gaze_xy is not None:
-            request = prompt_input(prompt, h, w, gaze_xy)
-        answer = None
-        if gaze_xy is not None and _gaze_only(prompt):
-            spec = self._gaze.serve(dwell.fixation_id if dwell is not None else None, *gaze_xy)
-            if spec is not None:
-                answer = await self._run_sync(self._from_speculation, spec, frame, prompt.prompt_id, stamps)
-                if answer is not None:
+        if _gaze_only(prompt) and self._scheduled:
+            gaze_x, gaze_y = (float(v) for v in request.point_coords[-1])
+            held = self._gaze.serve(
+                dwell.fixation_id if dwell is not None else None,
+                gaze_x,
+                gaze_y,
+                frame,
+                time.time(),
+                self._pipeline.mapping,
+            )
+            if held is not None:
+                reused = await self._run_sync(self._from_speculation, held, frame, prompt.prompt_id, stamps)
+                if reused is not None:
                     self._counters.speculative_hits += 1
-        if answer is None and self._scheduled:
+                    await self._finish_prompt(job, frame, reused, kind, request, fresh=False)
+                    return
+        if self._scheduled:
             answer = await self._from_keyframe(pending, frame, request, prompt, stamps)
             if answer is None:  # no keyframe sees it yet: wait aside, let the prompts behind go first
                 self._park(_Parked(job, pending, frame, request, kind, stamps, self._keyframe_ready()))
                 return
-        if answer is None:
+        else:
             answer = await self._answer(pending, frame, request, prompt, stamps)
-        await self._finish_prompt(job, frame, answer, kind)
+        await self._finish_prompt(job, frame, answer, kind, request)
 
     async def _finish_prompt(
-        self, job: _PromptJob, frame: RGBDFrame, answer: Answer, kind: ResultKind
+        self,
+        job: _PromptJob,
+        frame: RGBDFrame,
+        answer: Answer,
+        kind: ResultKind,
+        request: PromptInput,
+        fresh: bool = True,
     ) -> None:
         await self._emit_answer(answer, kind)
+        prompt = job.message.prompt
         if job.message.track:
-            self._start_tracking(job.message.prompt, frame, answer)
-        if _gaze_only(job.message.prompt):
+            self._start_tracking(prompt, frame, answer)
+        if _gaze_only(prompt):
+            if fresh:  # hold it: the next gaze prompts on the same spot are answered from it
+                x, y = (float(v) for v in request.point_coords[-1])
+                self._gaze.store(Speculation(self._gaze.open_fixation_id, x, y, frame, answer, time.time()))
             await self._drop_superseded_gaze(job)
+        if not self._parked and self._keyframe is not None and self._ctx.encoder is not None:
+            # Nobody waits for a keyframe any more: an encode the prompts asked for and not yet started
+            # is withdrawn; the background triggers (motion, age) ask again if the view needs one.
+            self._ctx.encoder.cancel(self.session_id, only_prompt=True)
 
     async def _drop_superseded_gaze(self, answered: _PromptJob) -> None:
         """Gaze is a stream: once a gaze prompt is answered, older gaze prompts still waiting for a
@@ -475,7 +495,8 @@ class Session:
         ]
         if not stale:
             return
-        self._parked = deque(p for p in self._parked if p not in stale)
+        for p in stale:
+            self._discard(p)
         self._counters.prompts_dropped += len(stale)
         for p in stale:
             await self.report(
@@ -513,10 +534,19 @@ class Session:
     def _park(self, parked: _Parked) -> None:
         """Set a prompt aside until a newer keyframe lands, and make sure one is coming: an encode
         of its frame, or of a newer frame that replaces it while it waits (newest frame wins)."""
+        log.debug(
+            "session %s: prompt %s on frame %s waits for a keyframe (try %d, keyframe %s)",
+            self.session_id,
+            parked.job.message.prompt.prompt_id,
+            parked.frame.frame_id,
+            parked.tries,
+            self._keyframe.frame_id if self._keyframe is not None else None,
+        )
         if parked.tries == 0:
             self._counters.prompts_waited_for_encode += 1
         if len(self._parked) >= self._ctx.config.prompt_queue:
-            dropped = self._parked.popleft()
+            dropped = self._parked[0]
+            self._discard(dropped)
             self._counters.prompts_dropped += 1
             asyncio.ensure_future(
                 self.report(
@@ -534,43 +564,74 @@ class Session:
     def _keyframe_ready(self) -> float:
         return self._keyframe.ready if self._keyframe is not None else 0.0
 
-    def _parked_ready(self) -> bool:
-        if not self._parked:
-            return False
-        first = self._parked[0]
-        failed = (
-            first.encode is not None
-            and first.encode.done()
-            and not first.encode.cancelled()
-            and first.encode.exception() is not None
-        )
-        return failed or self._keyframe_ready() > first.after
+    def _next_parked(self) -> _Parked | None:
+        """The oldest parked prompt that can be retried: a keyframe newer than the one that failed it
+        landed, or the encode of its own frame finished (or the encode it waited for failed)."""
+        ready = self._keyframe_ready()
+        for parked in self._parked:
+            waited = parked.encode
+            done = waited is not None and waited.done() and not waited.cancelled()
+            if parked.tries >= 1:
+                if done:
+                    return parked
+            elif ready > parked.after or (done and waited.exception() is not None):
+                return parked
+        return None
 
     async def _retry_parked(self, parked: _Parked) -> None:
-        """A newer keyframe landed: answer from it; after two misses, encode the prompt's own frame."""
+        """Answer from the keyframe that landed; if it does not see the prompt either, from an
+        encode of the prompt's own frame (an encoder slot no newer frame replaces; not on this loop)."""
+        self._parked.remove(parked)
         prompt = parked.job.message.prompt
-        if self._keyframe_ready() <= parked.after and parked.encode is not None:
-            raise parked.encode.exception()  # the encode it waited for failed (e.g. no valid depth)
-        answer = await self._from_keyframe(
-            parked.pending, parked.frame, parked.request, prompt, parked.stamps
-        )
-        if answer is None and parked.tries + 1 < 2:
-            self._park(replace(parked, after=self._keyframe_ready(), tries=parked.tries + 1))
-            return
-        if answer is None:
-            keyframe = await self._run_sync(self._pipeline.keyframe_now, parked.frame)
-            self._adopt(keyframe)
+        waited = parked.encode
+        if waited is not None and waited.done() and not waited.cancelled() and waited.exception() is not None:
+            if parked.tries >= 1 or self._keyframe_ready() <= parked.after:
+                raise waited.exception()  # the encode it waited for failed (e.g. no valid depth)
+        if parked.tries >= 1:  # its own frame's keyframe
+            assert waited is not None
             answer = await self._run_sync(
                 self._pipeline.answer,
                 parked.frame,
-                keyframe,
+                waited.result(),
                 parked.request,
                 prompt.prompt_id,
                 replace(parked.stamps, encode=time.time()),
                 prompt.want_3d,
             )
             assert answer is not None  # a keyframe of the prompt's own frame sees the prompt
-        await self._finish_prompt(parked.job, parked.frame, answer, parked.kind)
+        else:
+            answer = await self._from_keyframe(
+                parked.pending, parked.frame, parked.request, prompt, parked.stamps
+            )
+        if answer is None:
+            log.debug(
+                "session %s: prompt %s unseen by keyframe %s; encoding its own frame %s",
+                self.session_id,
+                prompt.prompt_id,
+                self._keyframe.frame_id if self._keyframe is not None else None,
+                parked.frame.frame_id,
+            )
+            assert self._ctx.encoder is not None
+            own = self._ctx.encoder.request(
+                self._own_owner(prompt.prompt_id),
+                parked.pending.frame,
+                parked.frame.frame_id,
+                KeyframeReason.PROMPT,
+            )
+            own.add_done_callback(lambda _: self._poke())
+            self._parked.append(replace(parked, tries=1, encode=own))
+            return
+        await self._finish_prompt(parked.job, parked.frame, answer, parked.kind, parked.request)
+
+    def _discard(self, parked: _Parked) -> None:
+        """Forget a parked prompt, and the encode of its own frame if it had asked for one."""
+        self._parked.remove(parked)
+        if parked.tries >= 1 and self._ctx.encoder is not None:
+            self._ctx.encoder.cancel(self._own_owner(parked.job.message.prompt.prompt_id))
+
+    def _own_owner(self, prompt_id: int) -> str:
+        """Encoder slot of one prompt's own frame: no newer frame of the session replaces it."""
+        return f"{self.session_id}/prompt-{prompt_id}"
 
     async def _answer(
         self,
@@ -707,8 +768,11 @@ class Session:
         self._engaged_until = time.time() + self._ctx.config.keyframes.engaged_s
 
     def _maybe_refresh(self, pending: PendingFrame, frame: RGBDFrame | None = None) -> None:
-        """Ask for a background keyframe when the view changed enough (only while engaged)."""
+        """Ask for a background keyframe when the view changed enough (only while engaged, and only
+        for the newest frame: refreshing to an older view than the newest is wasted encoder time)."""
         if not self._scheduled or self._keyframe is None:
+            return
+        if not self._frames or pending is not next(reversed(self._frames.values())):
             return
         now = time.time()
         if now > self._engaged_until and not self._tracks and not self._gaze.active:
@@ -740,7 +804,14 @@ class Session:
             log.debug("session %s: keyframe encode failed: %s", self.session_id, exc)
             self._poke()  # a parked prompt may have been waiting for it
             return
-        self._adopt(future.result())
+        keyframe = future.result()
+        log.debug(
+            "session %s: keyframe of frame %s landed (%s)",
+            self.session_id,
+            keyframe.frame_id,
+            keyframe.reason,
+        )
+        self._adopt(keyframe)
         self._counters.keyframes_encoded += 1
         if self._deferred_speculation is not None:
             self._gaze.want(self._deferred_speculation)
@@ -777,7 +848,7 @@ class Session:
         answer = await self._run_sync(self._pipeline.answer, frame, keyframe, request, -1, stamps, True)
         if answer is not None:
             self._counters.speculative_decodes += 1
-            self._gaze.store(Speculation(want.fixation_id, want.x, want.y, frame, answer))
+            self._gaze.store(Speculation(want.fixation_id, want.x, want.y, frame, answer, time.time()))
 
     def _from_speculation(
         self, spec: Speculation, frame: RGBDFrame, prompt_id: int, stamps: StageTimestamps
@@ -793,7 +864,9 @@ class Session:
             if spec.frame.pose is None or frame.pose is None:
                 return None
             mapping = FrameMapping.between(spec.frame, frame, self._pipeline.mapping)
-            moved = [mapping.mask(c.mask.decode()) for c in result.masks]
+            moved = [
+                mapping.mask(c.mask.decode(), rough=i != result.best) for i, c in enumerate(result.masks)
+            ]
             masks = tuple(
                 MaskCandidate(RLEMask.encode(m), c.score, c.granularity)
                 for m, c in zip(moved, result.masks, strict=True)

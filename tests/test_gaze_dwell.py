@@ -98,8 +98,9 @@ async def test_dwell_selection_is_ready_when_the_dwell_completes(view) -> None:
     assert stats.prompts_answered == 1  # dwell-mode prompts are not answered one by one
 
 
-async def test_gaze_prompts_answered_now_use_the_fixation(view) -> None:
-    """Answer mode "now" (schema v1's): every gaze prompt gets its result, at the open fixation."""
+async def test_gaze_prompts_answered_now_reuse_the_held_answer(view) -> None:
+    """Answer mode "now" (schema v1's): every gaze prompt gets its result; while the eye stays on
+    one spot, most are answered from the held answer without decoding again."""
     synth, target, other = view
     trace = gaze_trace(
         interior_point(synth.visible_mask(other)), interior_point(synth.visible_mask(target)), seed=1
@@ -112,6 +113,7 @@ async def test_gaze_prompts_answered_now_use_the_fixation(view) -> None:
             if samples:
                 session.submit_prompt(Prompt(i, i, gaze=samples))
             await settle(engine, session)
+        stats = session.stats
     results = {m.result.prompt_id: m for m in inbox.results()}
     asked = [i for i, samples in enumerate(frames) if samples]
     assert sorted(results) == asked and not inbox.errors()
@@ -119,6 +121,7 @@ async def test_gaze_prompts_answered_now_use_the_fixation(view) -> None:
     assert kinds.count(ResultKind.DWELL) == 1 and kinds.count(ResultKind.ANSWER) == len(asked) - 1
     late = [results[i].result for i in asked if i / FPS > 0.3 + 0.04 + 0.2]
     assert all(mask_iou(r.masks[r.best].mask.decode(), synth.visible_mask(target)) > 0.7 for r in late)
+    assert stats.speculative_hits >= len(asked) // 2
 
 
 async def test_dwell_over_websocket(live_engine: LiveEngine, view) -> None:
@@ -139,3 +142,35 @@ async def test_dwell_over_websocket(live_engine: LiveEngine, view) -> None:
         > 0.7
     )
     assert stats.dwell_selections == 1 and stats.prompts_answered == 1
+
+
+async def test_held_gaze_answers_follow_a_moving_camera() -> None:
+    """The head turns (0.6 deg per frame) while the eye stays on an object: answers reused from
+    earlier frames are moved into each prompt's frame."""
+    scene = make_scene(3)
+    frames = render_sequence(scene, orbit_poses(scene, 100)[:20], K, DepthDegradation(), seed=6)
+    target = max(scene.object_ids, key=lambda o: frames[0].visible_mask(o).sum())
+    first = frames[0]
+    x, y = interior_point(first.visible_mask(target) & (first.frame.depth_m > 0))
+    z = float(first.frame.depth_m[int(y), int(x)])
+    world = first.frame.pose.transform(np.array([[(x - K.cx) * z / K.fx, (y - K.cy) * z / K.fy, z]]))[0]
+    rng = np.random.default_rng(3)
+    async with Engine(EngineConfig(port=0)) as engine:
+        session, inbox = open_session(engine)
+        for i, synth in enumerate(frames):
+            cam = synth.frame.pose.inverse().transform(world[None])[0]
+            u, v = K.fx * cam[0] / cam[2] + K.cx, K.fy * cam[1] / cam[2] + K.cy
+            samples = tuple(
+                GazeSample(i / FPS + k / RATE_HZ, float(u + dx), float(v + dy), 0.95)
+                for k, (dx, dy) in enumerate(rng.normal(0, 1.0, (8, 2)))
+            )
+            offer(session, synth.frame)
+            session.submit_prompt(Prompt(i, i, gaze=samples))
+            await settle(engine, session)
+        stats = session.stats
+    results = {m.result.prompt_id: m.result for m in inbox.results()}
+    assert sorted(results) == list(range(20)) and not inbox.errors()
+    for i, r in results.items():
+        assert r.frame_id == i  # reused or not, the masks are in the prompt's frame
+        assert mask_iou(r.masks[r.best].mask.decode(), frames[i].visible_mask(target)) > 0.7, i
+    assert stats.speculative_hits >= 10 and any(r.keyframe_id < r.frame_id for r in results.values())

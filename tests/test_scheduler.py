@@ -244,7 +244,9 @@ async def test_a_prompt_waiting_for_an_encode_does_not_hold_up_the_next(engine: 
     assert session.stats.prompts_waited_for_encode == 2
 
 
-async def test_gaze_prompts_waiting_for_a_keyframe_are_superseded_by_newer_gaze(engine: Engine, orbit) -> None:
+async def test_gaze_prompts_waiting_for_a_keyframe_are_superseded_by_newer_gaze(
+    engine: Engine, orbit
+) -> None:
     from engine.core import GazeSample
     from engine.mapping import FrameMapping
     from engine.protocol import ErrorCode
@@ -269,3 +271,44 @@ async def test_gaze_prompts_waiting_for_a_keyframe_are_superseded_by_newer_gaze(
     assert newer.result.keyframe_id == 0
     assert error.code == ErrorCode.OVERLOADED and "newer" in error.message
     assert session.stats.prompts_dropped == 1
+
+
+async def test_withdrawing_an_encode_only_prompts_asked_for(engine: Engine, orbit) -> None:
+    _, frames, _ = orbit
+    encoder = engine.encoder
+    other = encoder.request("x", lambda: frames[0].frame, 0, KeyframeReason.PROMPT)
+    background = encoder.request("a", lambda: frames[1].frame, 1, KeyframeReason.CAMERA_MOVED)
+    prompted = encoder.request("b", lambda: frames[2].frame, 2, KeyframeReason.PROMPT)
+    encoder.cancel("a", only_prompt=True)
+    encoder.cancel("b", only_prompt=True)
+    assert prompted.cancelled() and not background.cancelled()
+    assert (await background).frame_id == 1 and (await other).frame_id == 0
+
+
+async def test_a_prompt_the_newest_keyframe_cannot_see_gets_its_own_frame_encoded(
+    engine: Engine, orbit
+) -> None:
+    """Newest frame wins the encoder, so a prompt may be answered from a newer frame's keyframe; when
+    that one does not see it either, the prompt's own frame is encoded for it."""
+    from engine.core import PointPrompt
+    from engine.mapping import FrameMapping
+
+    _, frames, target = orbit
+    session, inbox = open_session(engine)
+    offer(session, frames[0].frame)
+    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    await inbox.result(0)
+    late = frames[39].frame
+    ys, xs = np.mgrid[10:230:6, 10:310:6]
+    grid = np.stack([xs.ravel(), ys.ravel()], 1).astype(np.float64)
+    grid = grid[late.depth_m[grid[:, 1].astype(int), grid[:, 0].astype(int)] > 0]
+    x, y = grid[~FrameMapping.between(late, frames[0].frame).points(grid).visible][0]
+    # one tick: frame 39, a prompt on it, then a newer frame that looks where keyframe 0 looked
+    offer(session, late)
+    session.submit_prompt(Prompt(1, 39, points=(PointPrompt(x, y),)))
+    offer(session, replace(frames[0].frame, frame_id=100))
+    answer = await inbox.result(1)
+    assert answer.result.keyframe_id == 39 and answer.result.frame_id == 39
+    await engine.encoder.wait_idle()
+    assert session.keyframe.frame_id == 100  # the newest frame's keyframe, not the prompt's own
+    assert engine.encoder.stats.frames == 3  # frames 0, 100 and 39
