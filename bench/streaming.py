@@ -201,7 +201,8 @@ async def stream_once(
     latency = [r.latency_ms for r in record.results.values()]
     results = list(record.results.values())
     reused = [r for r in results if r.result.keyframe_id != r.result.frame_id]
-    on_path = [(r.result.timestamps.encode - r.result.timestamps.frame_decode) * 1000 for r in results]
+    # answers reused from a held gaze answer carry its (earlier) encode stamp: nothing ran on their path
+    on_path = [max(0.0, r.result.timestamps.encode - r.result.timestamps.frame_decode) * 1000 for r in results]
     engine_ms = [(r.result.timestamps.send - r.result.timestamps.receive) * 1000 for r in results]
     return {
         "policy": str(policy),
