@@ -19,6 +19,7 @@ from engine.config import EngineConfig
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.scheduler import KeyframeEncoder
 from engine.session import Session, SessionContext
+from engine.text_answer import TextRanker, load_clip_encoder
 from models.interfaces import SegmentationModel
 from models.registry import ModelSpec, build_model
 
@@ -42,12 +43,17 @@ class Engine:
         if self._model is None:
             spec = ModelSpec(self.config.model, self.config.checkpoint, self.config.device)
             self._model = await asyncio.to_thread(build_model, spec)
+        text = None
+        if self.config.clip_checkpoint is not None:  # voice text prompts (engine/text_answer.py)
+            c = self.config
+            clip = await asyncio.to_thread(load_clip_encoder, c.clip_checkpoint, c.clip_arch, c.device)
+            text = TextRanker(clip, self.config.text_ranking)
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="xrseg-worker")
         # Keyframe encodes get a thread of their own so a long encode never holds up a prompt's decode.
         self._encoder_executor = ThreadPoolExecutor(1, thread_name_prefix="xrseg-encoder")
         self._encoder = KeyframeEncoder(self._model, self._encoder_executor, self.config.keyframes)
         self._encoder.start()
-        self._context = SessionContext(self._model, self._executor, self.config, self._encoder)
+        self._context = SessionContext(self._model, self._executor, self.config, self._encoder, text=text)
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
         log.info(
             "engine started: model=%s workers=%d keyframes=%s",

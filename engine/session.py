@@ -67,6 +67,7 @@ from engine.scheduler import (
     keyframe_reason,
     thumbnail,
 )
+from engine.text_answer import TextRanker, require_text_ranker, spatial_part
 from engine.tracking import TrackState, track_step
 from models.interfaces import ModelError, PromptInput, SegmentationModel
 
@@ -132,6 +133,7 @@ class SessionContext:
 
     encoder: the engine's keyframe encoder; None encodes on the prompt path (as EVERY_FRAME).
     pipeline: built from model and config when not given.
+    text: the CLIP ranking of text prompts; None answers them with unsupported_prompt.
     """
 
     model: SegmentationModel
@@ -139,6 +141,7 @@ class SessionContext:
     config: EngineConfig
     encoder: KeyframeEncoder | None = None
     pipeline: Pipeline | None = None
+    text: TextRanker | None = None
 
     def __post_init__(self) -> None:
         if self.pipeline is None:
@@ -428,6 +431,9 @@ class Session:
         self._engage()
         if msg.everything is not None:
             await self._answer_everything(msg, pending, frame, stamps)
+            return
+        if prompt.text:  # voice text: candidates ranked by CLIP, gaze and predicted IoU
+            await self._answer_text(msg, pending, frame, stamps)
             return
         request = prompt_input(prompt, h, w)  # validates before anything is fed to the gaze detector
         update = self._gaze.push(prompt.gaze, frame.intrinsics) if prompt.gaze else None
@@ -726,6 +732,32 @@ class Session:
             msg.prompt.want_3d,
         )
         await self._emit_answer(answer, ResultKind.EVERYTHING)
+
+    async def _answer_text(
+        self, msg: PromptMessage, pending: PendingFrame, frame: RGBDFrame, stamps: StageTimestamps
+    ) -> None:
+        """engine/text_answer.py: the multimask outputs of the prompt's gaze / points / box / mask, or
+        segment-everything for text alone, unlifted; the ranker picks one and lifts it."""
+        prompt = msg.prompt
+        ranker = require_text_ranker(self._ctx.text, prompt)
+        spatial = spatial_part(prompt)
+        request = None
+        if spatial.is_empty():
+            keyframe = await self._keyframe_for(pending, frame)
+            answer = await self._run_sync(
+                self._pipeline.everything,
+                frame,
+                keyframe,
+                prompt.prompt_id,
+                replace(stamps, encode=time.time()),
+            )
+        else:
+            request = prompt_input(spatial, *frame.size)
+            answer = await self._answer(pending, frame, request, replace(spatial, want_3d=False), stamps)
+        answer = await self._run_sync(ranker.rank, self._pipeline, answer, frame, prompt, request)
+        await self._emit_answer(answer, ResultKind.ANSWER)
+        if msg.track:
+            self._start_tracking(prompt, frame, answer)
 
     async def _keyframe_for(self, pending: PendingFrame, frame: RGBDFrame) -> Keyframe:
         """Any keyframe (everything and tracking map whole masks); wait for one only when there is none."""
