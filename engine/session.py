@@ -388,7 +388,7 @@ class Session:
         try:
             await work
         except ProtocolError as exc:
-            if exc.ref_id is None:
+            if ref_id is not None:  # the client waits on its prompt's id, whichever frame failed
                 exc.ref_id = ref_id
             await self.report(exc)
         except ModelError as exc:

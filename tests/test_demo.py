@@ -25,11 +25,14 @@ def _run_demo(out: Path, *extra: str) -> dict:
 def test_demo_on_the_shared_sequence_writes_every_output(tmp_path: Path) -> None:
     summary = _run_demo(tmp_path)
     assert summary["frames_sent"] == 30 and summary["prompts_sent"] == 10
-    assert summary["results_received"] == summary["prompts_sent"] and summary["errors"] == 0
-    assert summary["segments_with_3d"] >= 8 and summary["objects"] == ["chair seat"]
-    for stage in ("prompt_to_result", "encode", "decode", "lift", "engine_total"):
+    # a gaze prompt still waiting for a keyframe may be superseded by a newer one (an `overloaded` error)
+    assert summary["results_received"] + summary["errors"] == summary["prompts_sent"]
+    assert summary["results_received"] >= 8 and summary["segments_with_3d"] >= 7 and summary["objects"] == ["chair seat"]
+    for stage in ("prompt_to_result", "engine_total"):  # decode too is skipped when a held gaze answer is reused
         assert summary["latency_ms"][stage]["n"] == summary["results_received"]
-        assert 0 < summary["latency_ms"][stage]["p50"] <= summary["latency_ms"][stage]["p95"]
+    for stats in summary["latency_ms"].values():
+        assert 0 <= stats["p50"] <= stats["p95"]
+    assert 1 <= summary["latency_ms"]["encode"]["n"] <= summary["results_received"]  # keyframes are reused
     overlays = sorted((tmp_path / "overlays").glob("*.png"))
     assert overlays and cv2.imread(str(overlays[0])).shape == (480, 640, 3)
     cloud = o3d.io.read_point_cloud(str(tmp_path / "object_chair_seat.ply"))
@@ -40,5 +43,6 @@ def test_demo_on_the_shared_sequence_writes_every_output(tmp_path: Path) -> None
 
 def test_demo_without_shared_data_uses_a_synthetic_scene(tmp_path: Path) -> None:
     summary = _run_demo(tmp_path / "out", "--synthetic")
-    assert summary["sequence"] == "synthetic" and summary["results_received"] == summary["prompts_sent"] > 0
-    assert summary["segments_with_3d"] == summary["results_received"]
+    assert summary["sequence"] == "synthetic" and summary["prompts_sent"] == 10
+    assert summary["results_received"] + summary["errors"] == summary["prompts_sent"] and summary["results_received"] >= 7
+    assert summary["segments_with_3d"] >= summary["results_received"] - 1

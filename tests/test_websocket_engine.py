@@ -95,8 +95,8 @@ async def test_bad_input_gets_coded_errors_while_another_session_keeps_working(l
         # all-zero depth and NaN depth: the geometric model needs depth
         zero = replace(frame, frame_id=3, depth=np.zeros_like(frame.depth))
         await bad.send_frame(zero, ImageCodec.PNG)
-        with pytest.raises(EngineError) as info:
-            await bad.prompt(Prompt(3, 3, points=(PointPrompt(60, 60),)))
+        with pytest.raises(EngineError) as info:  # the error names the prompt (33), not the frame (3)
+            await bad.prompt(Prompt(33, 3, points=(PointPrompt(60, 60),)))
         assert info.value.code == ErrorCode.BAD_DEPTH and "no valid depth" in info.value.message
         nan = replace(frame, frame_id=4, depth=np.full(frame.depth.shape, np.nan, np.float32), depth_scale=1.0)
         await bad.send_frame(nan, ImageCodec.PNG)

@@ -128,12 +128,16 @@ class StageTimestamps:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
     def durations_ms(self) -> dict[str, float]:
-        """Per-stage latency in ms: time from the previous recorded stage to this one."""
+        """Per-stage latency in ms: time from the previous recorded stage to this one.
+
+        A stage that finished before the one recorded ahead of it was not on this prompt's path
+        (a keyframe encoded earlier and reused) and is left out rather than counted as negative.
+        """
         out: dict[str, float] = {}
         prev: float | None = None
         for f in fields(self):
             value = getattr(self, f.name)
-            if value is None:
+            if value is None or (prev is not None and value < prev):
                 continue
             if prev is not None:
                 out[f.name] = (value - prev) * 1000.0
