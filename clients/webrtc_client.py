@@ -35,7 +35,7 @@ import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from clients.ws_client import EngineError, TimedResult
+from clients.replies import EngineError, ReplyRouter, TimedResult
 from engine.core import Prompt, RGBDFrame, SegmentationResult
 from engine.protocol import (
     Bye,
@@ -44,12 +44,9 @@ from engine.protocol import (
     ErrorMessage,
     ImageCodec,
     Limits,
-    Message,
     Ping,
     PromptMessage,
-    ResultMessage,
     SessionStats,
-    StatsMessage,
     Welcome,
     decode_message,
     encode_frame,
@@ -195,10 +192,7 @@ class XrsegRtcClient:
         self._control = control
         self._gaze = gaze
         self._reassembler = Reassembler(64 * 1024 * 1024, options.max_chunk, max_partial=4)
-        self._pending: dict[int, tuple[asyncio.Future[TimedResult], float]] = {}
-        self._errors: asyncio.Queue[ErrorMessage] = asyncio.Queue(maxsize=256)
-        self._stats: SessionStats | None = None
-        self._stats_event = asyncio.Event()
+        self._replies = ReplyRouter()
         self._message_id = 0
         self._last_send = time.monotonic()
         self.depth_skipped = 0
@@ -275,15 +269,13 @@ class XrsegRtcClient:
         data = encode_message(PromptMessage(prompt))
         if len(data) > self.options.max_chunk:
             raise ValueError(f"gaze prompt of {len(data)} bytes does not fit one data-channel message")
-        future: asyncio.Future[TimedResult] = asyncio.get_running_loop().create_future()
-        self._pending[prompt.prompt_id] = (future, time.time())
+        future = self._replies.expect(prompt.prompt_id)
         self._gaze.send(data)
         return future
 
     def prompt_nowait(self, prompt: Prompt) -> asyncio.Future[TimedResult]:
         """Send a prompt; the returned future resolves when its result (or error) arrives."""
-        future: asyncio.Future[TimedResult] = asyncio.get_running_loop().create_future()
-        self._pending[prompt.prompt_id] = (future, time.time())
+        future = self._replies.expect(prompt.prompt_id)
         self._send_bytes(encode_message(PromptMessage(prompt)))
         return future
 
@@ -292,14 +284,14 @@ class XrsegRtcClient:
 
     async def next_error(self, timeout: float = 10.0) -> ErrorMessage:
         """The next error not tied to a pending prompt (frames, malformed bytes, ...)."""
-        return await asyncio.wait_for(self._errors.get(), timeout)
+        return await asyncio.wait_for(self._replies.errors.get(), timeout)
 
     async def stats(self, timeout: float = 10.0) -> SessionStats:
-        self._stats_event.clear()
+        self._replies.stats_event.clear()
         self._send_bytes(encode_message(Ping(time.time())))
-        await asyncio.wait_for(self._stats_event.wait(), timeout)
-        assert self._stats is not None
-        return self._stats
+        await asyncio.wait_for(self._replies.stats_event.wait(), timeout)
+        assert self._replies.stats is not None
+        return self._replies.stats
 
     async def close(self, bye: bool = True) -> None:
         """Say bye (the engine then frees the session at once) and close the connection."""
@@ -314,10 +306,7 @@ class XrsegRtcClient:
 
     def _fail_pending(self) -> None:
         """The connection is gone: every prompt still waiting fails now, not at its timeout."""
-        for future, _ in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("connection closed before the result arrived"))
-        self._pending.clear()
+        self._replies.fail_all("connection closed before the result arrived")
 
     def _send_bytes(self, data: bytes) -> None:
         if self._control.readyState != "open":
@@ -352,25 +341,7 @@ class XrsegRtcClient:
     def _on_message(self, data: bytes | str) -> None:
         message = self._reassembler.feed(data)
         if message is not None:
-            self._dispatch(decode_message(message), time.time())
-
-    def _dispatch(self, msg: Message, now: float) -> None:
-        match msg:
-            case ResultMessage(result=result):
-                entry = self._pending.pop(result.prompt_id, None)
-                if entry is not None and not entry[0].done():
-                    entry[0].set_result(TimedResult(result, entry[1], now))
-            case ErrorMessage(ref_id=ref_id) if ref_id in self._pending:
-                future, _ = self._pending.pop(ref_id)
-                if not future.done():
-                    future.set_exception(EngineError(msg.code, msg.message, ref_id))
-            case ErrorMessage():
-                if self._errors.full():
-                    self._errors.get_nowait()
-                self._errors.put_nowait(msg)
-            case StatsMessage(stats=stats):
-                self._stats = stats
-                self._stats_event.set()
+            self._replies.dispatch(decode_message(message), time.time())
 
 
 class _Connector:

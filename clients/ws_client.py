@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from clients.replies import EngineError, ReplyRouter, TimedResult
 from engine.core import Prompt, RGBDFrame, SegmentationResult
 from engine.protocol import (
     AnswerMode,
@@ -28,13 +28,9 @@ from engine.protocol import (
     EverythingRequest,
     Hello,
     ImageCodec,
-    Message,
     Ping,
     PromptMessage,
-    ResultKind,
-    ResultMessage,
     SessionStats,
-    StatsMessage,
     Welcome,
     decode_message,
     encode_frame,
@@ -43,42 +39,13 @@ from engine.protocol import (
 from engine.protocol.messages import Bye, Limits
 
 
-class EngineError(RuntimeError):
-    """The engine refused a message; code is an engine.protocol.ErrorCode."""
-
-    def __init__(self, code: ErrorCode, message: str, ref_id: int | None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-        self.ref_id = ref_id
-
-
-@dataclass(frozen=True)
-class TimedResult:
-    """A result with the client-side times it was asked and answered (time.time())."""
-
-    result: SegmentationResult
-    sent: float
-    received: float
-    kind: ResultKind = ResultKind.ANSWER
-    mapping: str = "identity"
-
-    @property
-    def latency_ms(self) -> float:
-        return (self.received - self.sent) * 1000.0
-
-
 class XrsegClient:
     """One session with an engine over WebSocket. Use `connect` as an async context manager."""
 
     def __init__(self, ws: ClientConnection, welcome: Welcome) -> None:
         self._ws = ws
         self.welcome = welcome
-        self._pending: dict[int, tuple[asyncio.Future[TimedResult], float]] = {}
-        self._errors: asyncio.Queue[ErrorMessage] = asyncio.Queue(maxsize=256)
-        self._streamed: asyncio.Queue[TimedResult] = asyncio.Queue(maxsize=256)
-        self._stats: SessionStats | None = None
-        self._stats_event = asyncio.Event()
+        self._replies = ReplyRouter()
         self._reader = asyncio.create_task(self._read(), name="xrseg-client-reader")
 
     @classmethod
@@ -113,9 +80,7 @@ class XrsegClient:
         track: the engine then streams this object's mask on every new frame (`next_result`)
         until `cancel(prompt.prompt_id)`. everything: answer with every mask of the frame.
         """
-        future: asyncio.Future[TimedResult] = asyncio.get_running_loop().create_future()
-        sent = time.time()
-        self._pending[prompt.prompt_id] = (future, sent)
+        future = self._replies.expect(prompt.prompt_id)
         asyncio.ensure_future(self._send_prompt(PromptMessage(prompt, track, AnswerMode.NOW, everything), future))
         return future
 
@@ -130,21 +95,21 @@ class XrsegClient:
 
     async def next_result(self, timeout: float = 10.0) -> TimedResult:
         """The next result no `prompt` call is waiting for (tracking updates, dwell selections)."""
-        return await asyncio.wait_for(self._streamed.get(), timeout)
+        return await asyncio.wait_for(self._replies.streamed.get(), timeout)
 
     async def prompt(self, prompt: Prompt, timeout: float = 30.0) -> SegmentationResult:
         return (await asyncio.wait_for(self.prompt_nowait(prompt), timeout)).result
 
     async def next_error(self, timeout: float = 10.0) -> ErrorMessage:
         """The next error not tied to a pending prompt (frames, malformed bytes, ...)."""
-        return await asyncio.wait_for(self._errors.get(), timeout)
+        return await asyncio.wait_for(self._replies.errors.get(), timeout)
 
     async def stats(self, timeout: float = 10.0) -> SessionStats:
-        self._stats_event.clear()
+        self._replies.stats_event.clear()
         await self._ws.send(encode_message(Ping(time.time())))
-        await asyncio.wait_for(self._stats_event.wait(), timeout)
-        assert self._stats is not None
-        return self._stats
+        await asyncio.wait_for(self._replies.stats_event.wait(), timeout)
+        assert self._replies.stats is not None
+        return self._replies.stats
 
     async def close(self, bye: bool = True) -> None:
         if bye:
@@ -154,10 +119,7 @@ class XrsegClient:
                 pass
         await self._ws.close()
         self._reader.cancel()
-        for future, _ in self._pending.values():
-            if not future.done():
-                future.set_exception(ConnectionError("connection closed before the result arrived"))
-        self._pending.clear()
+        self._replies.fail_all("connection closed before the result arrived")
 
     async def _send_prompt(self, message: PromptMessage, future: asyncio.Future[TimedResult]) -> None:
         try:
@@ -169,35 +131,11 @@ class XrsegClient:
     async def _read(self) -> None:
         try:
             async for data in self._ws:
-                self._dispatch(decode_message(data), time.time())
+                self._replies.dispatch(decode_message(data), time.time())
         except ConnectionClosed:
             pass
         finally:
-            for future, _ in self._pending.values():
-                if not future.done():
-                    future.set_exception(ConnectionError("engine closed the connection"))
-
-    def _dispatch(self, msg: Message, now: float) -> None:
-        match msg:
-            case ResultMessage(result=result):
-                entry = self._pending.pop(result.prompt_id, None)
-                if entry is not None and not entry[0].done():
-                    entry[0].set_result(TimedResult(result, entry[1], now, msg.kind, msg.mapping))
-                else:
-                    if self._streamed.full():
-                        self._streamed.get_nowait()  # bounded: the oldest unread update goes
-                    self._streamed.put_nowait(TimedResult(result, now, now, msg.kind, msg.mapping))
-            case ErrorMessage(ref_id=ref_id) if ref_id in self._pending:
-                future, _ = self._pending.pop(ref_id)
-                if not future.done():
-                    future.set_exception(EngineError(msg.code, msg.message, ref_id))
-            case ErrorMessage():
-                if self._errors.full():
-                    self._errors.get_nowait()
-                self._errors.put_nowait(msg)
-            case StatsMessage(stats=stats):
-                self._stats = stats
-                self._stats_event.set()
+            self._replies.fail_all("engine closed the connection")
 
 
 class _Connector:

@@ -82,7 +82,7 @@ async def test_malformed_messages_get_coded_errors_and_sessions_survive() -> Non
         bad._send_bytes(b"XRSG" + b"\0" * (300 * 1024))  # chunked by the client, over the 256 KiB limit
         assert (await bad.next_error(30)).code == ErrorCode.TOO_LARGE
         await bad.stats()  # a round trip: everything sent before it has been handled
-        assert bad._errors.empty(), "one refused message must cost one error, not one per chunk"
+        assert bad._replies.errors.empty(), "one refused message must cost one error, not one per chunk"
 
         await _answered(good, seq[1], 2)
         await _answered(bad, seq[2], 3)  # the misbehaving session is still fine
