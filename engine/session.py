@@ -648,46 +648,27 @@ class Session:
         stamps: StageTimestamps,
     ) -> Answer:
         """From the keyframe when it sees the prompt; otherwise wait for an encode of this frame."""
-        pipeline = self._pipeline
         if not self._scheduled:
             return await self._run_sync(self._answer_on_path, frame, request, prompt, stamps)
+
+        async def answer_from(keyframe: Keyframe) -> Answer | None:  # None: keyframe cannot see the prompt
+            now = replace(stamps, encode=time.time())
+            return await self._run_sync(
+                self._pipeline.answer, frame, keyframe, request, prompt.prompt_id, now, prompt.want_3d
+            )
+
         self._maybe_refresh(pending, frame)
         keyframe = self._keyframe
         if keyframe is not None and self._sees_same_scene(keyframe, pending, frame):
-            answer = await self._run_sync(
-                pipeline.answer,
-                frame,
-                keyframe,
-                request,
-                prompt.prompt_id,
-                replace(stamps, encode=time.time()),
-                prompt.want_3d,
-            )
+            answer = await answer_from(keyframe)
             if answer is not None:
                 return answer
         self._counters.prompts_waited_for_encode += 1
-        keyframe = await self._request_keyframe(pending, KeyframeReason.PROMPT)
-        answer = await self._run_sync(
-            pipeline.answer,
-            frame,
-            keyframe,
-            request,
-            prompt.prompt_id,
-            replace(stamps, encode=time.time()),
-            prompt.want_3d,
-        )
+        answer = await answer_from(await self._request_keyframe(pending, KeyframeReason.PROMPT))
         if answer is None:  # a newer frame won the encode and does not see the prompt: encode its own frame
-            keyframe = await self._run_sync(pipeline.keyframe_now, frame)
+            keyframe = await self._run_sync(self._pipeline.keyframe_now, frame)
             self._adopt(keyframe)
-            answer = await self._run_sync(
-                pipeline.answer,
-                frame,
-                keyframe,
-                request,
-                prompt.prompt_id,
-                replace(stamps, encode=time.time()),
-                prompt.want_3d,
-            )
+            answer = await answer_from(keyframe)
         assert answer is not None  # a keyframe of the prompt's own frame always sees the prompt
         return answer
 
