@@ -13,6 +13,7 @@ import numpy as np
 from models.geometric.config import GeometricConfig
 from models.geometric.embedding import BACKEND, LabelMaps
 from models.geometric.features import compute_features, default_camera_matrix, downsample_depth
+from models.geometric.kernels import warm_up
 from models.geometric.quality import evidence_map, level_scores
 from models.geometric.regions import build_work_labels
 from models.interfaces import ImageEmbedding, ImageInput, ModelError
@@ -33,6 +34,7 @@ class GeometricEncoder:
 
     def __init__(self, config: GeometricConfig | None = None) -> None:
         self.config = config or GeometricConfig()
+        warm_up()  # compile (or load) the numba kernels now, not on the first frame's prompt path
 
     def encode(self, image: ImageInput) -> ImageEmbedding:
         """Edges and label maps of one frame.

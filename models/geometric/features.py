@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from models.geometric.config import GeometricConfig
+from models.geometric.kernels import crease_ridges
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,51 +188,11 @@ def normal_creases(
 
     thr_convex = np.float32(2 - 2 * np.cos(np.deg2rad(cfg.convex_deg)))
     thr_concave = np.float32(2 - 2 * np.cos(np.deg2rad(cfg.concave_deg)))
-    thr_low = min(thr_convex, thr_concave)
     s = (cfg.normal_window + 1) // 2
-    convex = np.zeros(h * w, bool)
-    concave = np.zeros(h * w, bool)
-    flat_n = (nx.ravel(), ny.ravel(), nz.ravel())
-    flat_p = (px.ravel(), py.ravel(), depth.ravel())
-    for axis, cum, a, b, c in (
-        (
-            1,
-            cum_x,
-            (slice(None), slice(0, w - 2 * s)),
-            (slice(None), slice(2 * s, w)),
-            (slice(None), slice(s, w - s)),
-        ),
-        (
-            0,
-            cum_y,
-            (slice(0, h - 2 * s), slice(None)),
-            (slice(2 * s, h), slice(None)),
-            (slice(s, h - s), slice(None)),
-        ),
-    ):
-        dnx, dny, dnz = nx[a] - nx[b], ny[a] - ny[b], nz[a] - nz[b]
-        # |n_a - n_b|^2 = 2 - 2 cos(angle) for unit normals, scaled down where noise is larger
-        diff2 = np.zeros((h, w), np.float32)
-        diff2[c] = (dnx * dnx + dny * dny + dnz * dnz) * inv_scale2[c]
-        diff2[c] *= good[a] & good[b] & (cum[a] == cum[b])
-        # The rest only where the angle clears the lower threshold (a few percent of pixels).
-        idx = np.flatnonzero(diff2 > thr_low)
-        step = s if axis == 1 else s * w
-        ia, ib = idx - step, idx + step
-        # LCCP sign: (n_a - n_b) . (x_a - x_b) > 0 is convex.
-        sign = sum((n[ia] - n[ib]) * (p[ia] - p[ib]) for n, p in zip(flat_n, flat_p, strict=True))
-        # Non-maximum suppression along the comparison axis: keep the hump's ridge.
-        d2 = diff2.ravel()
-        one = 1 if axis == 1 else w
-        here = d2[idx]
-        ridge = (here >= d2[np.maximum(idx - one, 0)]) & (here >= d2[np.minimum(idx + one, h * w - 1)])
-        if axis == 1:  # neighbours must be on the same row
-            col = idx % w
-            ridge &= (col > 0) & (col < w - 1)
-        convex[idx[ridge & (sign > 0) & (here > thr_convex)]] = True
-        concave[idx[ridge & (sign <= 0) & (here > thr_concave)]] = True
-    convex = convex.reshape(h, w)
-    concave = concave.reshape(h, w)
+    # the per-pixel comparison, sign test and ridge suppression (kernels.crease_ridges)
+    convex, concave = crease_ridges(
+        nx, ny, nz, good, inv_scale2, cum_x, cum_y, px, py, depth, s, thr_convex, thr_concave
+    )
     convex &= valid
     concave &= valid
     # Thicken the 1-pixel ridges so they stay closed barriers for 4-connected components, and

@@ -20,6 +20,7 @@ import numpy as np
 
 from models.geometric.config import GeometricConfig
 from models.geometric.features import GeometricFeatures
+from models.geometric.kernels import patch_sums
 
 
 def _patches(pieces: np.ndarray, n_pieces: int, cell_px: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -128,25 +129,15 @@ def objects_and_regions(
     Returns (object map (h, w) int32, region LUT over object labels (n_obj,) int32).
     """
     n, patch, piece_of = _patches(pieces, n_pieces, cfg.cell_px)
-    flat = patch.ravel()
-    use = np.flatnonzero(seeds.ravel() & (f.normals[..., 2] != 0).ravel())
-    ids = flat[use]
-    pts = np.take(f.points.reshape(-1, 3), use, axis=0).T  # np.take: faster than fancy-indexing rows
-    nrm = np.take(f.normals.reshape(-1, 3), use, axis=0).T
-    count = np.bincount(ids, minlength=n).astype(np.float64)
-    normal = np.stack([np.bincount(ids, nrm[k], n) for k in range(3)], 1).astype(np.float64)
-    centre = np.stack([np.bincount(ids, p, n) for p in pts], 1).astype(np.float64)
-    sq = np.bincount(ids, pts[0] * pts[0] + pts[1] * pts[1] + pts[2] * pts[2], n).astype(np.float64)
+    # sums over the core pixels with a normal: only they describe a patch (kernels.patch_sums)
+    count, normal, centre, sq, colour = patch_sums(patch, seeds, f.points, f.normals, f.rgb, n)
     normal /= np.maximum(np.linalg.norm(normal, axis=1, keepdims=True), 1e-12)
     centre /= np.maximum(count, 1.0)[:, None]
     # RMS distance of a patch's points from its centroid: its size in metres (larger for a
     # patch of floor seen at a grazing angle).
     radius = np.sqrt(np.maximum(sq / np.maximum(count, 1.0) - np.sum(centre * centre, axis=1), 0.0))
-    # colour from every other pixel in both directions: plenty for a mean, a quarter of the cost
-    sub = patch[::2, ::2].ravel()
-    rgb = f.rgb[::2, ::2].reshape(-1, 3)
-    colour = np.stack([np.bincount(sub, rgb[:, k], n) for k in range(3)], 1).astype(np.float64)
-    # chromaticity of the summed colour: shading and brightness texture cancel out
+    # chromaticity of the summed colour (every other pixel in both directions: plenty for a
+    # mean): shading and brightness texture cancel out
     chroma = colour / np.maximum(colour.sum(axis=1, keepdims=True), 1.0)
 
     i, j, boundary, n_jump = _adjacent_pairs(patch, n, f.jump_x, f.jump_y)
