@@ -81,15 +81,22 @@ class PendingFrame:
     """A frame as it arrived: decoded at most once (thread-safe), and only if something needs it.
 
     pose is known from the header without decoding, so the keyframe scheduler can see camera
-    motion on every frame for free.
+    motion on every frame for free; has_depth (a depth payload came with it) tells it which frames
+    a depth-needing encoder can use at all (WebRTC clients send depth only with some frames).
     """
 
     def __init__(
-        self, frame_id: int, decode: Callable[[], RGBDFrame], received: float, pose: Pose | None = None
+        self,
+        frame_id: int,
+        decode: Callable[[], RGBDFrame],
+        received: float,
+        pose: Pose | None = None,
+        has_depth: bool = True,
     ) -> None:
         self.frame_id = frame_id
         self.received = received
         self.pose = pose
+        self.has_depth = has_depth
         self.on_decode: Callable[[], None] | None = None
         self._decode = decode
         self._frame: RGBDFrame | None = None
@@ -105,11 +112,11 @@ class PendingFrame:
             assert isinstance(msg, FrameMessage)
             return msg.frame
 
-        return cls(header.frame_id, decode, received, header.pose)
+        return cls(header.frame_id, decode, received, header.pose, "depth" in env.payloads)
 
     @classmethod
     def from_frame(cls, frame: RGBDFrame, received: float) -> PendingFrame:
-        pending = cls(frame.frame_id, lambda: frame, received, frame.pose)
+        pending = cls(frame.frame_id, lambda: frame, received, frame.pose, frame.depth is not None)
         pending._frame = frame
         return pending
 
@@ -205,6 +212,7 @@ class Session:
         self._idle = asyncio.Event()
         self._keyframe: Keyframe | None = None
         self._inflight: KeyframeRef | None = None  # the frame being encoded for us, as a motion reference
+        self._inflight_frame_id: int | None = None  # ... and its id
         self._watched: asyncio.Future[Keyframe] | None = None
         self._gaze = GazeState(context.config.gaze)
         self._deferred_speculation: SpeculationRequest | None = None
@@ -527,6 +535,8 @@ class Session:
         keyframe = self._keyframe
         if keyframe is None or not self._sees_same_scene(keyframe, pending, frame):
             return None
+        if self._first_chance_encode(pending, keyframe):
+            return None  # parked on the encode of its own frame
         return await self._run_sync(
             self._pipeline.answer,
             frame,
@@ -535,6 +545,26 @@ class Session:
             prompt.prompt_id,
             replace(stamps, encode=time.time()),
             prompt.want_3d,
+        )
+
+    def _first_chance_encode(self, pending: PendingFrame, keyframe: Keyframe) -> bool:
+        """True when this very frame is being encoded (or waits for the encoder) and it is the
+        encoder's first chance to refresh since `keyframe` (no frame with depth came in between).
+
+        A client that sends depth only with the frames it prompts on (WebRTC) gives the encoder
+        nothing to refresh from between two prompts, so the keyframe is a whole prompt interval
+        old. Its prompt is parked on its own frame's encode: at most one encode of waiting, about
+        what mapping the masks from the old keyframe costs (and both would compete for the CPU),
+        and the masks come out exact. With depth on every frame the background refresh keeps the
+        keyframe as fresh as the stream allows and prompts are answered from it at once.
+        """
+        future = self._watched
+        if future is None or future.done() or self._inflight_frame_id != pending.frame_id:
+            return False
+        if keyframe.frame_id >= pending.frame_id:
+            return False
+        return not any(
+            p.has_depth and keyframe.frame_id < p.frame_id < pending.frame_id for p in self._frames.values()
         )
 
     def _park(self, parked: _Parked) -> None:
@@ -563,9 +593,17 @@ class Session:
                     )
                 )
             )
-        self._parked.append(
-            replace(parked, encode=self._request_keyframe(parked.pending, KeyframeReason.PROMPT))
-        )
+        # An encode of this frame that already runs is waited on as it is (asking again would
+        # start a second one); otherwise ask, as a prompt (no background pause applies).
+        encoder = self._ctx.encoder
+        running = self._watched if self._inflight_frame_id == parked.frame.frame_id else None
+        if (
+            running is None
+            or running.done()
+            or (encoder is not None and encoder.pending(self.session_id) is running)
+        ):
+            running = self._request_keyframe(parked.pending, KeyframeReason.PROMPT)
+        self._parked.append(replace(parked, encode=running))
 
     def _keyframe_ready(self) -> float:
         return self._keyframe.ready if self._keyframe is not None else 0.0
@@ -787,6 +825,8 @@ class Session:
             return
         if not self._frames or pending is not next(reversed(self._frames.values())):
             return
+        if self._pipeline.model.needs_depth and not pending.has_depth:
+            return  # the encoder would refuse it (no depth); wait for a frame that has some
         now = time.time()
         if now > self._engaged_until and not self._tracks and not self._gaze.active:
             return
@@ -801,6 +841,7 @@ class Session:
         assert encoder is not None
         future = encoder.request(self.session_id, pending.frame, pending.frame_id, reason)
         self._inflight = KeyframeRef(pending.pose, None, time.time())
+        self._inflight_frame_id = pending.frame_id
         if future is not self._watched:
             self._watched = future
             future.add_done_callback(self._landed)
@@ -810,6 +851,7 @@ class Session:
         if future is self._watched:
             self._watched = None
             self._inflight = None
+            self._inflight_frame_id = None
         if future.cancelled():
             return
         exc = future.exception()

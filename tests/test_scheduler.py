@@ -312,3 +312,30 @@ async def test_a_prompt_the_newest_keyframe_cannot_see_gets_its_own_frame_encode
     await engine.encoder.wait_idle()
     assert session.keyframe.frame_id == 100  # the newest frame's keyframe, not the prompt's own
     assert engine.encoder.stats.frames == 3  # frames 0, 100 and 39
+
+
+async def test_depth_only_with_prompted_frames_encodes_those_and_answers_on_them(
+    engine: Engine, orbit
+) -> None:
+    """A WebRTC-style client sends depth only with the frames it prompts on: frames without depth
+    never reach the depth-needing encoder, and a prompt on a depth frame whose encode is already
+    running waits for it and is answered on its own frame (no mapping) instead of from the old
+    keyframe a whole prompt interval back."""
+    _, frames, target = orbit
+    session, inbox = open_session(engine)
+    offer(session, frames[0].frame)
+    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    assert (await inbox.result(0)).result.keyframe_id == 0
+    for synth in frames[1:15]:  # ~30 cm of camera travel, colour only
+        offer(session, replace(synth.frame, depth=None))
+    await engine.encoder.wait_idle()
+    assert engine.encoder.stats.failed == 0 and engine.encoder.stats.frames == 1
+    offer(session, frames[15].frame)  # depth again: the camera moved, its encode starts at once
+    session.submit_prompt(_gaze_prompt(15, frames[15], target))
+    answer = await inbox.result(15)
+    assert (
+        answer.result.frame_id == answer.result.keyframe_id == 15 and answer.mapping == MappingMethod.IDENTITY
+    )
+    truth = frames[15].visible_mask(target)
+    assert mask_iou(answer.result.masks[answer.result.best].mask.decode(), truth) > 0.6
+    assert engine.encoder.stats.frames == 2 and session.stats.prompts_waited_for_encode == 2

@@ -277,7 +277,8 @@ class RtcPeer:
                 self.stats.depth_metadata_ms.append((paired.metadata_arrival - header.capture_ts) * 1000.0)
             self.stats.video_ms.append((paired.video_arrival - header.capture_ts) * 1000.0)
         log.debug("session %s: frame %s paired", self.session.session_id, paired.frame_id)
-        self.session.offer_frame(PendingFrame(paired.frame_id, decode, received, header.pose))
+        has_depth = "depth" in envelope.payloads
+        self.session.offer_frame(PendingFrame(paired.frame_id, decode, received, header.pose, has_depth))
         self._release(lambda frame_id: frame_id <= paired.frame_id)
 
     def _defer(self, env: Envelope) -> bool:
