@@ -16,7 +16,7 @@ from models.geometric import GeometricConfig
 from models.geometric import regions as regions_module
 from models.geometric.features import compute_features, downsample_depth
 from models.geometric.graph import _patches
-from models.geometric.kernels import crease_ridges, patch_sums, snap_kernel, warm_up
+from models.geometric.kernels import boundary_pairs, crease_ridges, patch_sums, snap_kernel, warm_up
 
 # ----------------------------------------------------------------------------- NumPy references
 
@@ -110,6 +110,15 @@ def crease_reference(nx, ny, nz, good, inv_scale2, cum_x, cum_y, px, py, pz, s, 
     return convex.reshape(h, w), concave.reshape(h, w)
 
 
+def boundary_pairs_reference(labels):
+    h, w = labels.shape
+    out = []
+    for a, b in ((labels[:, :-1], labels[:, 1:]), (labels[:-1], labels[1:])):
+        rows, cols = np.nonzero((a != b) & (a > 0) & (b > 0))
+        out.append(rows * w + cols)
+    return tuple(out)
+
+
 # ----------------------------------------------------------------------------- inputs
 
 
@@ -139,7 +148,7 @@ def frame_features():
 
 def test_warm_up_compiles_every_kernel() -> None:
     warm_up()
-    for kernel in (snap_kernel, patch_sums, crease_ridges):
+    for kernel in (snap_kernel, patch_sums, crease_ridges, boundary_pairs):
         assert kernel.signatures, f"{kernel.__name__} was not compiled"
 
 
@@ -200,3 +209,16 @@ def test_snap_and_patch_sums_equal_the_numpy_references_on_a_real_frame(frame_fe
         strict=True,
     ):
         np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_boundary_pairs_equal_numpy_nonzero(seed: int, frame_features) -> None:
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 4, (37, 53)).astype(np.int32)  # zeros included: never a pair
+    f, cfg = frame_features
+    parts = regions_module.build_work_labels(f, cfg, 8, 1000).part  # labels that touch
+    for case in (labels, parts, np.zeros((5, 7), np.int32), np.ones((1, 9), np.int32)):
+        got, want = boundary_pairs(case), boundary_pairs_reference(case)
+        for a, b in zip(got, want, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert boundary_pairs(labels)[0].size > 100 and boundary_pairs(parts)[1].size > 100

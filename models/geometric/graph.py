@@ -20,7 +20,7 @@ import numpy as np
 
 from models.geometric.config import GeometricConfig
 from models.geometric.features import GeometricFeatures
-from models.geometric.kernels import patch_sums
+from models.geometric.kernels import boundary_pairs, patch_sums
 
 
 def _patches(pieces: np.ndarray, n_pieces: int, cell_px: int) -> tuple[int, np.ndarray, np.ndarray]:
@@ -65,15 +65,15 @@ def _adjacent_pairs(
     h, w = patch.shape
     flat = patch.ravel()
     keys, jumps = [], []
-    for a, b, jump, step in (
-        (patch[:, :-1], patch[:, 1:], _widen(jump_x, 1), 1),
-        (patch[:-1], patch[1:], _widen(jump_y, 0), w),
+    first_x, first_y = boundary_pairs(np.ascontiguousarray(patch, np.int32))
+    # the jump arrays are (h, w-1) and (h-1, w): pair (v, u) is at v * (w-1) + u and v * w + u
+    for first, jump, step, at in (
+        (first_x, _widen(jump_x, 1), 1, first_x - first_x // w),
+        (first_y, _widen(jump_y, 0), w, first_y),
     ):
-        rows, cols = np.nonzero((a != b) & (a > 0) & (b > 0))
-        first = rows * w + cols
         la, lb = flat[first].astype(np.int64), flat[first + step].astype(np.int64)
         keys.append(np.minimum(la, lb) * n + np.maximum(la, lb))
-        jumps.append(jump[rows, cols])
+        jumps.append(jump.ravel()[at])
     # one sort: the jump bit rides in the key's lowest bit
     key = np.concatenate(keys) * 2 + np.concatenate(jumps)
     if key.size == 0:

@@ -177,6 +177,43 @@ def crease_ridges(
     return convex, concave
 
 
+@numba.njit(**_JIT)
+def boundary_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where two different labels (both > 0) touch: flat indices (into the (h, w) image) of the
+    left pixel of every such horizontal pair and of the upper pixel of every vertical pair, in
+    raster order (what np.nonzero of the pairwise test gives, without the full-image temporaries).
+    """
+    h, w = labels.shape
+    n_x = 0
+    n_y = 0
+    for v in range(h):
+        for u in range(w):
+            a = labels[v, u]
+            if a <= 0:
+                continue
+            if u + 1 < w and labels[v, u + 1] != a and labels[v, u + 1] > 0:
+                n_x += 1
+            if v + 1 < h and labels[v + 1, u] != a and labels[v + 1, u] > 0:
+                n_y += 1
+    first_x = np.empty(n_x, np.int64)
+    first_y = np.empty(n_y, np.int64)
+    i_x = 0
+    for v in range(h):
+        for u in range(w - 1):
+            a, b = labels[v, u], labels[v, u + 1]
+            if a != b and a > 0 and b > 0:
+                first_x[i_x] = v * w + u
+                i_x += 1
+    i_y = 0
+    for v in range(h - 1):
+        for u in range(w):
+            a, b = labels[v, u], labels[v + 1, u]
+            if a != b and a > 0 and b > 0:
+                first_y[i_y] = v * w + u
+                i_y += 1
+    return first_x, first_y
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel now, on tiny inputs."""
     labels = np.zeros((4, 4), np.int32)
@@ -185,6 +222,7 @@ def warm_up() -> None:
     plane = np.zeros((4, 4), np.float32)
     cum = np.zeros((4, 4), np.int32)
     snap_kernel(labels, flags, flags, xyz, xyz, 1)
+    boundary_pairs(labels)
     patch_sums(labels, flags, xyz, xyz, np.zeros((4, 4, 3), np.uint8), 1)
     one = np.float32(1)
     crease_ridges(plane, plane, plane, flags, plane, cum, cum, plane, plane, plane, 1, one, one)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from models.geometric.features import GeometricFeatures
+from models.geometric.kernels import boundary_pairs
 
 WEIGHT_DEPTH = 100
 WEIGHT_CONCAVE = 90
@@ -60,14 +61,9 @@ def level_scores(
     """
     h, w = part.shape
     flat_part, flat_ev = part.ravel(), evidence.ravel()
-    idx_a, idx_b = [], []
-    for a, b, step in ((part[:, :-1], part[:, 1:], 1), (part[:-1], part[1:], w)):
-        # a boundary with a sensor hole (label 0) says nothing either way: it does not count
-        rows, cols = np.nonzero((a != b) & (a > 0) & (b > 0))
-        first = rows * w + cols
-        idx_a.append(first)
-        idx_b.append(first + step)
-    ia, ib = np.concatenate(idx_a), np.concatenate(idx_b)
+    # a boundary with a sensor hole (label 0) says nothing either way: it does not count
+    first_x, first_y = boundary_pairs(np.ascontiguousarray(part, np.int32))
+    ia, ib = np.concatenate([first_x, first_y]), np.concatenate([first_x + 1, first_y + w])
     la, lb = flat_part[ia], flat_part[ib]
     wgt = np.maximum(flat_ev[ia], flat_ev[ib]).astype(np.float64)
     border = np.concatenate([part[0], part[-1], part[1:-1, 0], part[1:-1, -1]])
