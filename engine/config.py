@@ -42,6 +42,8 @@ class EngineConfig:
             with clip_arch); None answers text prompts with unsupported_prompt.
         clip_arch: open_clip architecture of a weights-file clip_checkpoint (e.g. ViT-B-32).
         text_ranking: weights and crops of the text ranking (engine/fusion/text.py).
+        warm_up: run one prompt end to end on a generated 640x480 frame at start
+            (engine/pipeline.py warm_up) so the first user prompt pays no first-call costs.
     """
 
     host: str = "127.0.0.1"
@@ -67,3 +69,4 @@ class EngineConfig:
     clip_checkpoint: Path | None = None
     clip_arch: str | None = None
     text_ranking: TextRankConfig = field(default_factory=TextRankConfig)
+    warm_up: bool = True

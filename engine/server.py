@@ -16,6 +16,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from engine.config import EngineConfig
+from engine.pipeline import warm_up
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.scheduler import KeyframeEncoder
 from engine.session import Session, SessionContext
@@ -54,6 +55,11 @@ class Engine:
         self._encoder = KeyframeEncoder(self._model, self._encoder_executor, self.config.keyframes)
         self._encoder.start()
         self._context = SessionContext(self._model, self._executor, self.config, self._encoder, text=text)
+        if self.config.warm_up:
+            assert self._context.pipeline is not None
+            await asyncio.get_running_loop().run_in_executor(
+                self._encoder_executor, warm_up, self._context.pipeline
+            )
         self._reaper = asyncio.create_task(self._reap_forever(), name="session-reaper")
         log.info(
             "engine started: model=%s workers=%d keyframes=%s",

@@ -339,3 +339,18 @@ async def test_depth_only_with_prompted_frames_encodes_those_and_answers_on_them
     truth = frames[15].visible_mask(target)
     assert mask_iou(answer.result.masks[answer.result.best].mask.decode(), truth) > 0.6
     assert engine.encoder.stats.frames == 2 and session.stats.prompts_waited_for_encode == 2
+
+
+def test_the_start_up_warm_up_runs_a_whole_prompt() -> None:
+    """Engine.start runs engine.pipeline.warm_up (EngineConfig.warm_up): one real prompt on a
+    generated frame (a box 1.4 m in front of a wall 2 m away) through encode, decode, clean and lift."""
+    from engine.pipeline import Pipeline, warm_up
+    from models.registry import ModelSpec, build_model
+
+    answer = warm_up(Pipeline(build_model(ModelSpec("geometric"))))
+    box = np.zeros((480, 640), bool)
+    box[160:320, 213:426] = True
+    assert mask_iou(answer.mask, box) > 0.9
+    segment = answer.result.segment
+    assert segment is not None and segment.status == "ok"
+    assert abs(segment.centroid[2] - 1.4) < 0.02
