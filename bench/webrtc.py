@@ -281,6 +281,7 @@ async def run_client(url: str, settings: StreamSettings, sequence: Path) -> dict
                 k: float(np.median([st[k] for st in stages if k in st]))
                 for k in (stages[0] if stages else {})
             },
+            "stage_ms_per_prompt": [{k: round(v, 1) for k, v in st.items()} for st in stages],
             "video_frames_replaced_before_encode": client.track.replaced if client.track else 0,
             "video_fillers": client.track.flushes if client.track else 0,
             "video_kbit_per_s": video_bytes * 8 / wall / 1000,
