@@ -28,8 +28,9 @@ says nothing where the sensor returned no depth (grazing faces, shadows at silho
 
 Cost: every operation works on the mask's bounding box (plus a margin of a few pixels) with
 OpenCV (connected components, morphology) and NumPy; growth touches only the ring of candidate
-pixels around the border. Nothing scans the frame except one bounding-box search, and there are
-no per-pixel Python loops (loops run over holes and growth steps only).
+pixels around the border, in one compiled loop (`kernels.grow_region`, numba). Nothing scans the
+frame except one bounding-box search, and there are no per-pixel Python loops (Python loops run
+over holes only).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from engine.masks.kernels import grow_region
 
 
 @dataclass(frozen=True)
@@ -252,9 +255,9 @@ def _snap_to_depth(crop: np.ndarray, depth: np.ndarray, config: MaskCleanConfig)
     keep_piece = np.zeros(n, bool)  # a piece with no pixel in the core lies wholly in the band
     keep_piece[labels[core]] = True
     keep_piece[0] = False
-    kept = keep_piece[labels] | (mask & ~valid)
-    grid = _Neighbours(kept, depth)
-    grid.accept(np.flatnonzero(grid.pad(mask & edge)), config)
+    region = (keep_piece[labels] | (mask & ~valid)).view(np.uint8)
+    rel_tol, abs_tol = np.float32(config.depth_rel_tol), np.float32(config.depth_abs_tol_m)
+    grow_region(region, depth, np.flatnonzero(mask & edge), 1, rel_tol, abs_tol)
 
     # Add: grow r steps (8-connected) into outside pixels whose depth matches their grown
     # neighbours', within r of the border and near a depth edge. Matching neighbours one pixel
@@ -262,50 +265,8 @@ def _snap_to_depth(crop: np.ndarray, depth: np.ndarray, config: MaskCleanConfig)
     # merely touches (the floor it stands on) where no silhouette is in sight.
     reach = cv2.dilate(crop, _disk(r)) > 0
     near_edge = cv2.dilate(edge.view(np.uint8), _disk(r + 1)) > 0
-    candidates = np.flatnonzero(grid.pad(reach & ~mask & valid & near_edge))
-    for _ in range(r):
-        if not grid.accept(candidates, config):
-            break
-    return grid.region()
-
-
-class _Neighbours:
-    """A region on a 1-pixel-padded flat grid, grown pixel by pixel where depth agrees.
-
-    Works on flat indices, so each step costs O(candidates) (a ring around the border), not
-    O(crop): the neighbours of flat index i are i + offsets.
-    """
-
-    def __init__(self, region: np.ndarray, depth: np.ndarray) -> None:
-        h, w = region.shape
-        self.shape = (h, w)
-        self.kept = self.pad(region).ravel()
-        self.depth = np.pad(depth, 1).ravel()
-        stride = w + 2
-        self.offsets = np.array([-stride - 1, -stride, -stride + 1, -1, 1, stride - 1, stride, stride + 1])
-
-    def pad(self, a: np.ndarray) -> np.ndarray:
-        return np.pad(a, 1)
-
-    def accept(self, candidates: np.ndarray, config: MaskCleanConfig) -> bool:
-        """Add every candidate (padded flat index) not in the region whose valid depth matches the
-        valid depth of one of its 8 neighbours in the region, judged against the region as it was
-        (one synchronous step). Returns whether any was added."""
-        todo = candidates[~self.kept[candidates]]
-        if todo.size == 0:
-            return False
-        nb = todo[:, None] + self.offsets
-        nd = self.depth[nb]
-        d = self.depth[todo][:, None]
-        tol = np.maximum(config.depth_rel_tol * d, config.depth_abs_tol_m)
-        ok = (self.kept[nb] & (nd > 0) & (d > 0) & (np.abs(nd - d) <= tol)).any(axis=1)
-        self.kept[todo[ok]] = True
-        return bool(ok.any())
-
-    def region(self) -> np.ndarray:
-        """(h, w) uint8 0/1 region without the padding."""
-        h, w = self.shape
-        return np.ascontiguousarray(self.kept.reshape(h + 2, w + 2)[1:-1, 1:-1]).view(np.uint8)
+    grow_region(region, depth, np.flatnonzero(reach & ~mask & valid & near_edge), r, rel_tol, abs_tol)
+    return region
 
 
 def _depth_edges(depth: np.ndarray, config: MaskCleanConfig) -> np.ndarray:
