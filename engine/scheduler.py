@@ -288,6 +288,7 @@ class KeyframeEncoder:
         self._executor = executor
         self._config = config
         self._waiting: OrderedDict[str, _Request] = OrderedDict()
+        self._running: list[_Request] = []  # the batch being encoded now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._batches = 0
@@ -333,7 +334,11 @@ class KeyframeEncoder:
         self, owner: str, load: Callable[[], RGBDFrame], frame_id: int, reason: KeyframeReason
     ) -> asyncio.Future[Keyframe]:
         """Ask for a keyframe of this frame; a newer frame replaces the owner's waiting request
-        (same future: whoever waits gets the newer keyframe)."""
+        (same future: whoever waits gets the newer keyframe). A frame already being encoded for
+        this owner is not encoded twice: its running encode's future is returned."""
+        for running in self._running:
+            if running.owner == owner and running.frame_id == frame_id and not running.future.done():
+                return running.future
         waiting = self._waiting.get(owner)
         if waiting is not None and not waiting.future.done():
             if frame_id > waiting.frame_id:
@@ -389,6 +394,7 @@ class KeyframeEncoder:
             if not batch:
                 continue
             started = time.perf_counter()
+            self._running = batch
             try:
                 results = await loop.run_in_executor(self._executor, self._encode, batch)
             except (ModelError, ProtocolError) as exc:
@@ -416,6 +422,7 @@ class KeyframeEncoder:
                 else:
                     self._failed += 1
                     req.future.set_exception(result)
+            self._running = []
 
     def _take_batch(self, background: bool) -> list[_Request]:
         """Waiting requests to encode now: those prompts wait for first, then (when background

@@ -593,17 +593,9 @@ class Session:
                     )
                 )
             )
-        # An encode of this frame that already runs is waited on as it is (asking again would
-        # start a second one); otherwise ask, as a prompt (no background pause applies).
-        encoder = self._ctx.encoder
-        running = self._watched if self._inflight_frame_id == parked.frame.frame_id else None
-        if (
-            running is None
-            or running.done()
-            or (encoder is not None and encoder.pending(self.session_id) is running)
-        ):
-            running = self._request_keyframe(parked.pending, KeyframeReason.PROMPT)
-        self._parked.append(replace(parked, encode=running))
+        self._parked.append(
+            replace(parked, encode=self._request_keyframe(parked.pending, KeyframeReason.PROMPT))
+        )
 
     def _keyframe_ready(self) -> float:
         return self._keyframe.ready if self._keyframe is not None else 0.0

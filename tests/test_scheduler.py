@@ -354,3 +354,16 @@ def test_the_start_up_warm_up_runs_a_whole_prompt() -> None:
     segment = answer.result.segment
     assert segment is not None and segment.status == "ok"
     assert abs(segment.centroid[2] - 1.4) < 0.02
+
+
+async def test_a_frame_being_encoded_is_not_encoded_again(engine: Engine, orbit) -> None:
+    _, frames, _ = orbit
+    encoder = engine.encoder
+    first = encoder.request("s", lambda: frames[0].frame, 0, KeyframeReason.CAMERA_MOVED)
+    while encoder.pending("s") is not None:  # until the worker has taken it
+        await asyncio.sleep(0.001)
+    again = encoder.request("s", lambda: frames[0].frame, 0, KeyframeReason.PROMPT)
+    assert again is first and (await again).frame_id == 0
+    assert encoder.stats.frames == 1
+    newer = encoder.request("s", lambda: frames[1].frame, 1, KeyframeReason.PROMPT)
+    assert newer is not first and (await newer).frame_id == 1
