@@ -336,9 +336,9 @@ class KeyframeEncoder:
         """Ask for a keyframe of this frame; a newer frame replaces the owner's waiting request
         (same future: whoever waits gets the newer keyframe). A frame already being encoded for
         this owner is not encoded twice: its running encode's future is returned."""
-        for running in self._running:
-            if running.owner == owner and running.frame_id == frame_id and not running.future.done():
-                return running.future
+        running = next((r for r in self._running if r.owner == owner and r.frame_id == frame_id), None)
+        if running is not None and not running.future.done():
+            return running.future
         waiting = self._waiting.get(owner)
         if waiting is not None and not waiting.future.done():
             if frame_id > waiting.frame_id:
@@ -353,6 +353,13 @@ class KeyframeEncoder:
         self._idle.clear()
         self._wake.set()
         return future
+
+    def encoding(self, owner: str, frame_id: int) -> asyncio.Future[Keyframe] | None:
+        """The future of an encode of this frame for this owner, waiting or running, if any."""
+        for req in (*self._running, self._waiting.get(owner)):
+            if req is not None and req.owner == owner and req.frame_id == frame_id and not req.future.done():
+                return req.future
+        return None
 
     def pending(self, owner: str) -> asyncio.Future[Keyframe] | None:
         """The owner's waiting (not yet started) request, if any."""

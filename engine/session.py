@@ -212,7 +212,6 @@ class Session:
         self._idle = asyncio.Event()
         self._keyframe: Keyframe | None = None
         self._inflight: KeyframeRef | None = None  # the frame being encoded for us, as a motion reference
-        self._inflight_frame_id: int | None = None  # ... and its id
         self._watched: asyncio.Future[Keyframe] | None = None
         self._gaze = GazeState(context.config.gaze)
         self._deferred_speculation: SpeculationRequest | None = None
@@ -558,10 +557,10 @@ class Session:
         and the masks come out exact. With depth on every frame the background refresh keeps the
         keyframe as fresh as the stream allows and prompts are answered from it at once.
         """
-        future = self._watched
-        if future is None or future.done() or self._inflight_frame_id != pending.frame_id:
+        encoder = self._ctx.encoder
+        if encoder is None or keyframe.frame_id >= pending.frame_id:
             return False
-        if keyframe.frame_id >= pending.frame_id:
+        if encoder.encoding(self.session_id, pending.frame_id) is None:
             return False
         return not any(
             p.has_depth and keyframe.frame_id < p.frame_id < pending.frame_id for p in self._frames.values()
@@ -833,7 +832,6 @@ class Session:
         assert encoder is not None
         future = encoder.request(self.session_id, pending.frame, pending.frame_id, reason)
         self._inflight = KeyframeRef(pending.pose, None, time.time())
-        self._inflight_frame_id = pending.frame_id
         if future is not self._watched:
             self._watched = future
             future.add_done_callback(self._landed)
@@ -843,7 +841,6 @@ class Session:
         if future is self._watched:
             self._watched = None
             self._inflight = None
-            self._inflight_frame_id = None
         if future.cancelled():
             return
         exc = future.exception()
