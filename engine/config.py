@@ -30,6 +30,8 @@ class EngineConfig:
             newer frames push out older ones, and those never used are counted as dropped.
         prompt_queue: prompts a session may have waiting; the oldest is dropped (and reported)
             when a new one arrives on a full queue.
+        reply_queue: replies a session may have waiting for its transport; a client that does not
+            read loses the newest beyond it (counted in its stats as replies_dropped).
         session_linger_s: how long a disconnected session waits to be resumed before it is freed.
         keyframes: when frames are encoded and how the encoder batches (engine/scheduler.py).
         mapping: prompt and mask mapping between frames (engine/mapping.py).
@@ -55,6 +57,7 @@ class EngineConfig:
     workers: int = 2
     frame_window: int = 4
     prompt_queue: int = 8
+    reply_queue: int = 64
     session_linger_s: float = 30.0
     hello_timeout_s: float = 10.0
     limits: Limits = field(default_factory=Limits)

@@ -29,12 +29,12 @@ from engine.core import (
     StageTimestamps,
 )
 from engine.core.prompts import PromptError
+from engine.errors import BadPrompt, UnsupportedPrompt
 from engine.everything import EverythingConfig, segment_everything
 from engine.lift import LiftConfig, lift_mask
 from engine.mapping import FrameMapping, MappingConfig, MappingMethod
 from engine.masks import MaskCleanConfig
 from engine.masks import clean_mask as _clean_mask
-from engine.protocol import ErrorCode, ProtocolError
 from engine.scheduler import Keyframe, KeyframeReason, require_depth, thumbnail
 from models.interfaces import ImageEmbedding, ImageInput, MaskPrediction, PromptInput, SegmentationModel
 
@@ -63,10 +63,9 @@ def prompt_input(
     try:
         prompt.validate(height, width)
     except PromptError as exc:
-        raise ProtocolError(ErrorCode.BAD_PROMPT, str(exc), prompt.prompt_id) from None
+        raise BadPrompt(str(exc), prompt.prompt_id) from None
     if prompt.text:
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED_PROMPT,
+        raise UnsupportedPrompt(
             "text prompts need a CLIP text encoder, which this engine was started without; "
             "send a point, box, mask or gaze, or start the engine with a text encoder",
             prompt.prompt_id,

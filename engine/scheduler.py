@@ -44,7 +44,8 @@ import cv2
 import numpy as np
 
 from engine.core import Pose, RGBDFrame
-from engine.protocol import ErrorCode, ProtocolError
+from engine.errors import EngineError, NoDepth
+from engine.protocol import ProtocolError
 from models.interfaces import ImageEmbedding, ImageInput, ModelError, SegmentationModel, encode_images
 
 log = logging.getLogger(__name__)
@@ -202,10 +203,9 @@ def keyframe_reason(
 
 
 def require_depth(model: SegmentationModel, frame: RGBDFrame) -> None:
-    """Raise BAD_DEPTH when the model needs depth and the frame has no valid sample."""
+    """Raise NoDepth when the model needs depth and the frame has no valid sample."""
     if model.needs_depth and not frame.has_valid_depth():
-        raise ProtocolError(
-            ErrorCode.BAD_DEPTH,
+        raise NoDepth(
             f"frame {frame.frame_id} has no valid depth (all zero or NaN) and model {model.name!r} needs "
             "depth; send registered depth or choose an image-only model",
             frame.frame_id,
@@ -221,7 +221,7 @@ def make_keyframe(
     for i, frame in enumerate(frames):
         try:
             require_depth(model, frame)
-        except ProtocolError as exc:
+        except NoDepth as exc:
             out.append(exc)
         else:
             out.append(ModelError("not encoded"))
@@ -404,7 +404,7 @@ class KeyframeEncoder:
             self._running = batch
             try:
                 results = await loop.run_in_executor(self._executor, self._encode, batch)
-            except (ModelError, ProtocolError) as exc:
+            except (ModelError, ProtocolError, EngineError) as exc:
                 results = [exc] * len(batch)
             except (
                 Exception
@@ -453,7 +453,7 @@ class KeyframeEncoder:
             try:
                 frames.append(req.load())
                 slots.append(i)
-            except ProtocolError as exc:
+            except (ProtocolError, EngineError) as exc:
                 out[i] = exc
         encoded = make_keyframe(self._model, frames, [batch[i].reason for i in slots])
         for i, result in zip(slots, encoded, strict=True):

@@ -123,6 +123,7 @@ class Engine:
                     ErrorCode.UNAUTHORIZED,
                     f"no session {hello.session_id!r} to resume for this token; open a new one",
                 )
+            session.resuming()  # the reaper must not free it while this client's handshake finishes
             log.info("session %s resumed", session.session_id)
             return session
         session = Session(secrets.token_urlsafe(9), hello.token, self._context)

@@ -27,10 +27,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from engine.core import Prompt, RGBDFrame
+from engine.errors import BadPrompt, UnsupportedPrompt
 from engine.fusion.gaze import GazeGeometry
 from engine.fusion.text import TextRankConfig, rank_by_text
 from engine.pipeline import Answer, Pipeline, anchor_of
-from engine.protocol import ErrorCode, ProtocolError
 from models.interfaces import ModelError, PromptInput, TextImageEncoder
 from models.registry import ModelSpec, build_text_encoder
 
@@ -106,8 +106,7 @@ class TextRanker:
         result = answer.result
         candidates = result.masks[: self.config.max_candidates]
         if not candidates:
-            raise ProtocolError(
-                ErrorCode.BAD_PROMPT,
+            raise BadPrompt(
                 f"no mask in frame {frame.frame_id} to match {prompt.text!r} against; "
                 "look at or point to the object",
                 prompt.prompt_id,
@@ -136,5 +135,5 @@ class TextRanker:
 def require_text_ranker(ranker: TextRanker | None, prompt: Prompt) -> TextRanker:
     """The ranker, or the UNSUPPORTED_PROMPT error that names the flag to pass."""
     if ranker is None:
-        raise ProtocolError(ErrorCode.UNSUPPORTED_PROMPT, NO_TEXT_ENCODER, prompt.prompt_id)
+        raise UnsupportedPrompt(NO_TEXT_ENCODER, prompt.prompt_id)
     return ranker

@@ -169,6 +169,7 @@ class SessionStats:
     speculative_hits: int = 0  # prompts / dwell selections answered from one
     dwell_selections: int = 0
     track_results: int = 0
+    replies_dropped: int = 0  # replies not sent because the client did not read them
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import logging
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from engine.errors import SessionClosed
 from engine.protocol import (
     ErrorCode,
     ErrorMessage,
@@ -27,6 +28,7 @@ from engine.protocol import (
 )
 from engine.server import Engine
 from engine.session import SendFn, Session
+from engine.session.wire import error_message
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +89,13 @@ class WebSocketTransport:
 
         try:
             session = await self._greet(ws, send)
+            lease = session.attach(send)
+        except SessionClosed as exc:  # closed while this client's hello was being answered
+            await send(error_message(exc))
+            await ws.close(1008, "session closed")
+            return
         except (ProtocolError, ConnectionClosed, TimeoutError):
             return
-        session.attach(send)
         try:
             async for data in ws:
                 try:
@@ -105,8 +111,7 @@ class WebSocketTransport:
         except ConnectionClosed:
             pass
         finally:
-            if not session.closed:
-                session.detach()  # lingers for resume; the engine's reaper frees it later
+            session.detach(lease)  # lingers for resume (unless a newer connection holds it); reaped later
 
     async def _greet(self, ws: ServerConnection, send: SendFn) -> Session:
         limits = self._engine.config.limits

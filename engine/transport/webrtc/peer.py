@@ -26,6 +26,7 @@ from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
 from engine.core import RGBDFrame
+from engine.errors import SessionClosed
 from engine.protocol import (
     Envelope,
     ErrorCode,
@@ -42,7 +43,7 @@ from engine.protocol import (
 from engine.protocol.chunking import CHUNK_MAGIC, Reassembler, split_message
 from engine.protocol.codec import check_frame
 from engine.server import Engine
-from engine.session import PendingFrame, Session
+from engine.session import Lease, PendingFrame, Session
 from engine.transport.webrtc.alignment import FrameAligner, PairedFrame
 from engine.transport.webrtc.media import TrackDrain
 from engine.transport.webrtc.settings import WebRTCConfig
@@ -69,6 +70,7 @@ class RtcPeer:
     ) -> None:
         self.engine = engine
         self.session = session
+        self._lease: Lease | None = None
         self.pc = pc
         self._config = config
         self._limits = engine.config.limits
@@ -128,8 +130,8 @@ class RtcPeer:
         await self.pc.close()
         if end_session:
             await self.engine.close_session(self.session)
-        elif not self.session.closed:
-            self.session.detach()  # lingers for a reconnect with the same token; then reaped
+        elif self._lease is not None:
+            self.session.detach(self._lease)  # lingers for a reconnect with the same token; then reaped
         self._on_closed(self)
         self.closed.set()
 
@@ -168,13 +170,19 @@ class RtcPeer:
             self._control = channel
             channel.on("message", lambda data: self._enqueue(CONTROL_LABEL, data))
             if channel.readyState == "open":
-                self.session.attach(self._send)
+                self._attach()
             else:
-                channel.on("open", lambda: self.session.attach(self._send))
+                channel.on("open", self._attach)
         elif channel.label == GAZE_LABEL:
             channel.on("message", lambda data: self._enqueue(GAZE_LABEL, data))
         else:
             log.info("session %s: ignoring data channel %r", self.session.session_id, channel.label)
+
+    def _attach(self) -> None:
+        try:
+            self._lease = self.session.attach(self._send)
+        except SessionClosed as exc:  # closed between the offer and the channel opening
+            self.request_close(str(exc))
 
     def _on_track(self, track: MediaStreamTrack) -> None:
         if track.kind == "video":

@@ -1,0 +1,160 @@
+"""Gaze: samples feed the fixation detector; a dwell selects; answers are held and reused.
+
+A prompt with gaze samples pushes them into the session's detector (engine/dwell.py). In DWELL
+mode nothing is answered until a fixation lasts the dwell time; then the selection is at the
+fixation's centroid. Gaze-only prompts (a stream of them, one per frame or so) are answered from
+the held answer of the previous one when the eye stayed on the same spot (masks moved into the
+new frame), and an older gaze prompt still waiting for a keyframe is dropped once a newer one is
+answered: the eye has moved on.
+
+`GazeSpeculation` is background work: while the user dwells, decode at the open fixation on the
+newest frame, so the answer is ready when the dwell completes.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from engine.core import MaskCandidate, Prompt, RGBDFrame, RLEMask, StageTimestamps
+from engine.dwell import Speculation
+from engine.errors import EngineError, Overloaded
+from engine.mapping import FrameMapping, MappingConfig
+from engine.pipeline import Answer, prompt_input
+from engine.protocol import AnswerMode, ResultKind
+from engine.scheduler import KeyframeReason
+from engine.session.handlers.common import answer_request, begin, finish
+from engine.session.parts import Outgoing, SessionParts
+from engine.session.prompt_queue import PromptJob
+from models.interfaces import PromptInput
+
+
+def gaze_only(prompt: Prompt) -> bool:
+    """A prompt of gaze samples alone (no click, box, mask or text): part of a gaze stream."""
+    return bool(prompt.gaze) and not (
+        prompt.points or prompt.box is not None or prompt.mask is not None or prompt.text
+    )
+
+
+class GazeHandler:
+    async def handle(self, job: PromptJob, parts: SessionParts) -> list[Outgoing]:
+        prompt = job.prompt
+        loaded = await begin(parts, job)
+        frame = loaded.frame
+        h, w = frame.size
+        request = prompt_input(prompt, h, w)  # validates before anything is fed to the detector
+        dwell = parts.gaze.push(prompt.gaze, frame.intrinsics).dwell
+        if job.message.answer is AnswerMode.DWELL and dwell is None:
+            return []  # gaze stream: the samples went to the detector; nothing to answer yet
+        kind = ResultKind.ANSWER
+        if dwell is not None:  # the selection is at the fixation's centroid, not at these samples
+            kind = ResultKind.DWELL
+            request = prompt_input(prompt, h, w, (dwell.fixation.x, dwell.fixation.y))
+            parts.counters.dwell_selections += 1
+        if not gaze_only(prompt):
+            answer = await answer_request(parts, job, loaded, request, prompt)
+            return finish(parts, job, frame, answer, kind)
+        x, y = (float(v) for v in request.point_coords[-1])
+        if parts.scheduled:
+            fixation_id = dwell.fixation_id if dwell is not None else None
+            held = parts.gaze.serve(fixation_id, x, y, frame, time.time(), parts.pipeline.mapping)
+            if held is not None:
+                reused = await parts.run(
+                    from_speculation, held, frame, prompt.prompt_id, loaded.stamps, parts.pipeline.mapping
+                )
+                if reused is not None:
+                    parts.counters.speculative_hits += 1
+                    self._answered(parts, job)
+                    return finish(parts, job, frame, reused, kind)
+        answer = await answer_request(
+            parts, job, loaded, request, prompt, give_up=lambda: _superseded(parts, job)
+        )
+        if (stale := _superseded(parts, job)) is not None:
+            raise stale  # a newer gaze prompt was answered while this one waited: the eye moved on
+        # Hold it: the next gaze prompts on the same spot are answered from it.
+        parts.gaze.store(Speculation(parts.gaze.open_fixation_id, x, y, frame, answer, time.time()))
+        self._answered(parts, job)
+        return finish(parts, job, frame, answer, kind)
+
+    @staticmethod
+    def _answered(parts: SessionParts, job: PromptJob) -> None:
+        """Older gaze prompts still waiting for a keyframe are stale now; wake them to give up."""
+        parts.gaze_answered_at = max(parts.gaze_answered_at, job.received)
+        parts.keyframes.wake()
+
+
+def _superseded(parts: SessionParts, job: PromptJob) -> EngineError | None:
+    if parts.gaze_answered_at <= job.received:
+        return None
+    parts.counters.prompts_dropped += 1
+    return Overloaded(
+        "gaze prompt dropped: it waited for a keyframe and a newer gaze prompt was answered first",
+        job.prompt_id,
+    )
+
+
+class GazeSpeculation:
+    """Background: decode at a fixation before the dwell completes, on the newest frame."""
+
+    def due(self, parts: SessionParts) -> bool:
+        return parts.scheduled and parts.gaze.has_wanted()
+
+    async def run(self, parts: SessionParts) -> list[Outgoing]:
+        want = parts.gaze.wanted()
+        pending = parts.frames.newest()
+        if want is None or pending is None:
+            return []
+        frame = await parts.load(pending)
+        h, w = frame.size
+        if not (0 <= want.x < w and 0 <= want.y < h):
+            return []
+        keyframe = parts.keyframes.keyframe
+        if keyframe is None:  # ask for one; the speculation runs when it lands
+            parts.deferred_speculation = want
+            parts.keyframes.request(pending, KeyframeReason.PROMPT)
+            return []
+        request = PromptInput(np.array([[want.x, want.y]], np.float32), np.ones(1, np.int32))
+        now = time.time()
+        stamps = StageTimestamps(capture=frame.capture_ts or None, frame_decode=now, encode=now)
+        answer = await parts.run(parts.pipeline.answer, frame, keyframe, request, -1, stamps, True)
+        if answer is not None:
+            parts.counters.speculative_decodes += 1
+            parts.gaze.store(Speculation(want.fixation_id, want.x, want.y, frame, answer, time.time()))
+        return []
+
+
+def resume_deferred_speculation(parts: SessionParts) -> None:
+    """A keyframe landed: the speculation that waited for one is wanted again."""
+    if parts.deferred_speculation is not None and parts.keyframes.keyframe is not None:
+        parts.gaze.want(parts.deferred_speculation)
+        parts.deferred_speculation = None
+
+
+def from_speculation(
+    spec: Speculation, frame: RGBDFrame, prompt_id: int, stamps: StageTimestamps, config: MappingConfig
+) -> Answer | None:
+    """A held speculative answer, its masks moved to the prompt's frame (worker thread, pure).
+
+    Its decode and lift stamps are those of the speculation, earlier than this prompt's receive.
+    """
+    result = spec.answer.result
+    if spec.frame.frame_id == frame.frame_id:
+        masks, mask, method = result.masks, spec.answer.mask, spec.answer.mapping
+    else:
+        if spec.frame.pose is None or frame.pose is None:
+            return None
+        mapping = FrameMapping.between(spec.frame, frame, config)
+        moved = [mapping.mask(c.mask.decode(), rough=i != result.best) for i, c in enumerate(result.masks)]
+        masks = tuple(
+            MaskCandidate(RLEMask.encode(m), c.score, c.granularity)
+            for m, c in zip(moved, result.masks, strict=True)
+        )
+        mask, method = moved[result.best], mapping.method
+    kept = result.timestamps
+    stamps = replace(stamps, encode=kept.encode, decode=kept.decode, lift=kept.lift)
+    out = replace(
+        result, prompt_id=prompt_id, frame_id=frame.frame_id, masks=masks, pose=frame.pose, timestamps=stamps
+    )
+    return Answer(out, mask, method, spec.answer.prediction)

@@ -1,0 +1,64 @@
+"""Tracking: every tracked object gets a mask on each newest frame (engine/tracking.py).
+
+Prompts with `track` start it (engine/session/handlers/common.py `start_tracking`); `cancel`
+stops it. This is background work: one step for all tracked objects on the newest frame; frames
+that arrived while a step ran are skipped (newest frame wins).
+"""
+
+from __future__ import annotations
+
+import time
+
+from engine.core import StageTimestamps
+from engine.errors import EngineError
+from engine.protocol import ProtocolError, ResultKind
+from engine.session.parts import Failure, Outgoing, Reply, SessionParts
+from engine.tracking import track_step
+from models.interfaces import ModelError
+
+
+class TrackStep:
+    def due(self, parts: SessionParts) -> bool:
+        newest = parts.frames.newest()
+        return bool(parts.tracks) and newest is not None and newest.frame_id != parts.tracked_frame_id
+
+    async def run(self, parts: SessionParts) -> list[Outgoing]:
+        pending = parts.frames.newest()
+        assert pending is not None
+        parts.tracked_frame_id = pending.frame_id
+        frame = await parts.load(pending)
+        keyframe = await parts.keyframes.keyframe_for(pending, frame)
+        out: list[Outgoing] = []
+        for prompt_id, state in list(parts.tracks.items()):
+            now = time.time()
+            stamps = StageTimestamps(
+                capture=frame.capture_ts or None, receive=pending.received, frame_decode=now, encode=now
+            )
+            try:
+                answer, new_state = await parts.run(
+                    track_step, parts.pipeline, state, frame, keyframe, stamps, parts.config.tracking
+                )
+            except (ModelError, EngineError, ProtocolError) as exc:
+                out.append(
+                    Failure(_retold(exc, f"tracking failed on frame {frame.frame_id}: {exc}"), prompt_id)
+                )
+                continue
+            if prompt_id in parts.tracks:  # not cancelled while the step ran
+                parts.tracks[prompt_id] = new_state
+                out.append(Reply(answer, ResultKind.TRACK))
+        return out
+
+
+def cancel_tracking(parts: SessionParts, prompt_id: int | None) -> None:
+    """Stop tracking one object (or all); no result of kind track follows for it."""
+    if prompt_id is None:
+        parts.tracks.clear()
+    else:
+        parts.tracks.pop(prompt_id, None)
+
+
+def _retold(exc: Exception, message: str) -> Exception:
+    """The same kind of error (so it maps to the same wire code), with the tracking context."""
+    if isinstance(exc, ProtocolError):
+        return ProtocolError(exc.code, message)
+    return type(exc)(message)

@@ -1,0 +1,316 @@
+"""One client's stream, as a facade over small parts (see engine/session/__init__.py for the map).
+
+The facade routes messages, owns the session's tasks and its lifecycle, and sends what the
+handlers return; it decides nothing about frames, keyframes or prompts itself.
+
+Each prompt is answered in a task of its own (at most `prompt_queue` at once), so a prompt waiting
+for a keyframe never blocks the prompts behind it; the session's blocking calls go to the worker
+pool one at a time (`SerialRunner`), so one busy session cannot starve the others. Replies go
+through a bounded outbox drained by one sender task: a client that does not read loses replies
+(counted), never the engine's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from engine.core import Prompt
+from engine.errors import Overloaded, SessionClosed
+from engine.protocol import (
+    Cancel,
+    Envelope,
+    ErrorCode,
+    Message,
+    MessageType,
+    Ping,
+    Pong,
+    PromptMessage,
+    ProtocolError,
+    ResultKind,
+    SessionStats,
+    StatsMessage,
+    decode_envelope,
+)
+from engine.scheduler import Keyframe
+from engine.session.context import SessionContext
+from engine.session.frames import PendingFrame
+from engine.session.handlers import (
+    BACKGROUND,
+    HANDLERS,
+    cancel_tracking,
+    prompt_kind,
+    resume_deferred_speculation,
+)
+from engine.session.outbox import Outbox, SendFn
+from engine.session.parts import (
+    Failure,
+    Outgoing,
+    Reply,
+    build_parts,
+    session_stats,
+)
+from engine.session.prompt_queue import PromptJob, PromptQueue
+from engine.session.wire import error_message, is_expected, result_message
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, eq=False)
+class Lease:
+    """The right of one connection to receive this session's replies; a newer attach revokes it."""
+
+    session_id: str
+    serial: int
+
+
+class Session:
+    """State and work of one client. Lifecycle: attach() -> receive()/offer_frame()* -> close()."""
+
+    def __init__(self, session_id: str, token: str, context: SessionContext, identity: str = "") -> None:
+        self.session_id = session_id
+        self.token = token
+        self.identity = identity  # who opened it: only they may resume it
+        config = context.config
+        self._parts = build_parts(session_id, context, self._landed)
+        self._frames = self._parts.frames
+        self._queue = PromptQueue(config.prompt_queue)
+        self._max_inflight = config.prompt_queue
+        self._inflight: set[asyncio.Task[None]] = set()
+        self._outbox = Outbox(config.reply_queue, f"session {session_id}", self._maybe_idle)
+        self._busy = False
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []  # worker and sender: started on first attach
+        self._leases = itertools.count(1)
+        self._lease: Lease | None = None
+        self.detached_at: float | None = None
+        self.closed = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def attach(self, send: SendFn) -> Lease:
+        """Connect (or reconnect) the transport that carries replies; the previous lease is revoked."""
+        if self.closed:
+            raise SessionClosed(f"session {self.session_id} is closed; open a new session")
+        self._lease = Lease(self.session_id, next(self._leases))
+        self._outbox.send = send
+        self.detached_at = None
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._work(), name=f"session-{self.session_id}"),
+                asyncio.create_task(self._outbox.run(), name=f"session-{self.session_id}-send"),
+            ]
+        return self._lease
+
+    def detach(self, lease: Lease) -> bool:
+        """That connection went away; keep state so the client can resume. A stale lease (a newer
+        connection resumed the session meanwhile) changes nothing; returns whether it was current."""
+        if lease is not self._lease or self.closed:
+            return False
+        self._lease = self._outbox.send = None
+        self.detached_at = time.monotonic()
+        return True
+
+    def resuming(self) -> None:
+        """A client is resuming (its hello was accepted): restart the reaper's clock, so the session
+        is not freed while that client's handshake finishes."""
+        if self.detached_at is not None:
+            self.detached_at = time.monotonic()
+
+    async def close(self) -> None:
+        """Stop every task this session started and forget its state."""
+        self.closed = True
+        self._lease = self._outbox.send = None
+        tasks = [*self._tasks, *self._inflight]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks, self._inflight = [], set()
+        self._parts.keyframes.close()
+        self._frames.clear()
+        self._queue.clear()
+        self._parts.tracks.clear()
+
+    # -- read-only views (tests, metrics) ------------------------------------------------------
+
+    @property
+    def stats(self) -> SessionStats:
+        return session_stats(self._parts, self._queue, self._outbox)
+
+    @property
+    def keyframe(self) -> Keyframe | None:
+        """The keyframe prompts are answered from."""
+        return self._parts.keyframes.keyframe
+
+    @property
+    def tracked(self) -> tuple[int, ...]:
+        """prompt_ids of the objects being tracked."""
+        return tuple(self._parts.tracks)
+
+    async def idle(self) -> None:
+        """Until nothing is left to do: every prompt answered, speculation and tracking caught up
+        with the newest frame, every reply handed to the transport. For tests and benchmarks."""
+        await self._idle.wait()
+
+    # -- inbound -----------------------------------------------------------------------------
+
+    async def receive(self, env: Envelope) -> None:
+        """Route one parsed message. Errors go back to this client only."""
+        received = time.time()
+        limits = self._parts.config.limits
+        try:
+            match env.type:
+                case MessageType.FRAME:
+                    self.offer_frame(PendingFrame.from_envelope(env, self._parts.config, received))
+                case MessageType.PROMPT:
+                    msg = decode_envelope(env, limits)
+                    assert isinstance(msg, PromptMessage)
+                    self.submit(msg, received)
+                case MessageType.CANCEL:
+                    msg = decode_envelope(env, limits)
+                    assert isinstance(msg, Cancel)
+                    self.cancel_tracking(msg.prompt_id)
+                case MessageType.PING:
+                    msg = decode_envelope(env, limits)
+                    assert isinstance(msg, Ping)
+                    self._post(Pong(msg.t, time.time()))
+                    self._post(StatsMessage(self.stats))
+                case MessageType.BYE:
+                    self._post(StatsMessage(self.stats))
+                case MessageType.HELLO:
+                    raise ProtocolError(ErrorCode.INVALID_FIELD, "session already open; send hello only once")
+                case _:
+                    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"clients may not send {env.type!r} messages")
+        except ProtocolError as exc:
+            self._report(exc, None)
+
+    def offer_frame(self, pending: PendingFrame) -> None:
+        """Keep the newest frames; the keyframe source sees each (camera motion is free to check)."""
+        self._frames.offer(pending)
+        self._parts.keyframes.maybe_refresh(pending)
+        if self._parts.tracks:
+            self._poke()
+
+    def submit_prompt(self, prompt: Prompt, received: float | None = None) -> None:
+        """Queue a v1 prompt (answered now, not tracked)."""
+        self.submit(PromptMessage(prompt), received)
+
+    def submit(self, message: PromptMessage, received: float | None = None) -> None:
+        """Queue a prompt with its answer mode, tracking flag or everything request."""
+        arrived = received if received is not None else time.time()
+        job = PromptJob(message, arrived, self._frames.get(message.prompt.frame_id))
+        dropped = self._queue.push(job)
+        if dropped is not None:
+            self._report(
+                Overloaded("prompt dropped: newer prompts arrived faster than answered"), dropped.prompt_id
+            )
+        self._poke()
+
+    def cancel_tracking(self, prompt_id: int | None = None) -> None:
+        """Stop tracking one object (or all); no result of kind track follows for it."""
+        cancel_tracking(self._parts, prompt_id)
+
+    # -- outbound ----------------------------------------------------------------------------
+
+    async def report(self, exc: Exception, ref_id: int | None = None) -> None:
+        """Send a coded error for `exc` to this client (transports use it for bytes they reject)."""
+        self._report(exc, ref_id)
+
+    def _report(self, exc: Exception, ref_id: int | None) -> None:
+        self._parts.counters.errors_sent += 1
+        message = error_message(exc, ref_id)
+        log.debug(
+            "session %s: %s (%s, ref %s)", self.session_id, message.message, message.code, message.ref_id
+        )
+        self._post(message)
+
+    def _deliver(self, outgoing: list[Outgoing]) -> None:
+        for item in outgoing:
+            if isinstance(item, Failure):
+                self._report(item.error, item.ref_id)
+                continue
+            assert isinstance(item, Reply)
+            if item.kind is ResultKind.TRACK:
+                self._parts.counters.track_results += 1
+            else:
+                self._parts.counters.prompts_answered += 1
+            self._post(result_message(item.answer, item.kind))
+
+    def _post(self, message: Message) -> None:
+        self._outbox.post(message)
+        if self._outbox.unsent:
+            self._idle.clear()  # set again once the sender has handed it over
+
+    # -- work --------------------------------------------------------------------------------
+
+    async def _work(self) -> None:
+        """Start prompt tasks while slots are free; else run due background work; else sleep."""
+        parts = self._parts
+        while True:
+            self._wake.clear()
+            if self._queue and len(self._inflight) < self._max_inflight:
+                job = self._queue.pop()
+                self._start(job)
+                await job.admitted  # prepared in order; only keyframe waits overlap
+                continue
+            work = next((w for w in BACKGROUND if w.due(parts)), None) if not self._queue else None
+            if work is not None:
+                self._busy = True
+                try:
+                    self._deliver(await self._guarded(work.run(parts), None))
+                finally:
+                    self._busy = False
+                continue
+            self._maybe_idle()
+            await self._wake.wait()
+
+    def _start(self, job: PromptJob) -> None:
+        task = asyncio.create_task(
+            self._answer(job), name=f"session-{self.session_id}-prompt-{job.prompt_id}"
+        )
+        self._inflight.add(task)
+        task.add_done_callback(lambda done: self._finished(done, job))
+
+    async def _answer(self, job: PromptJob) -> None:
+        handler = HANDLERS[prompt_kind(job.message)]
+        self._deliver(await self._guarded(handler.handle(job, self._parts), job.prompt_id))
+        self._parts.keyframes.withdraw()
+
+    def _finished(self, task: asyncio.Task[None], job: PromptJob) -> None:
+        job.admit()
+        self._inflight.discard(task)
+        self._poke()
+
+    async def _guarded(self, work: Coroutine[Any, Any, list[Outgoing]], ref_id: int | None) -> list[Outgoing]:
+        """Run one work item; its failure becomes a coded error for this client and the session goes on."""
+        try:
+            return await work
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # the session must outlive any single bad item
+            if not is_expected(exc):
+                log.exception("session %s: work item (ref %s) failed", self.session_id, ref_id)
+            return [Failure(exc, ref_id)]
+
+    def _landed(self) -> None:
+        """A keyframe encode finished: waiting background work (a deferred speculation) may run."""
+        resume_deferred_speculation(self._parts)
+        self._poke()
+
+    def _poke(self) -> None:
+        self._idle.clear()
+        self._wake.set()
+
+    def _maybe_idle(self) -> None:
+        parts = self._parts
+        if self._queue or self._inflight or self._busy or self._outbox.unsent:
+            return
+        if any(w.due(parts) for w in BACKGROUND):
+            return
+        self._idle.set()
