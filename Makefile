@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test bootstrap bench
+.PHONY: demo test bootstrap bench bench-check
 
 bootstrap:
 	@XRSEG_VENV=$(VENV) scripts/bootstrap.sh
@@ -16,3 +16,7 @@ test: bootstrap
 bench: bootstrap
 	$(PY) -m bench.synthetic_accuracy
 	$(PY) -m bench.pipeline_latency
+
+# Which bench/results files describe code that changed after the commit they were measured on.
+bench-check:
+	@python3 scripts/bench_check.py

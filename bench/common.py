@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
+import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -37,8 +39,36 @@ def percentiles(values_ms: Sequence[float]) -> dict:
     }
 
 
+def provenance() -> dict:
+    """What a skeptic needs to trust a figure: the commit it was measured on (and whether the tree
+    had uncommitted changes), when, and how loaded the machine was (1-minute load average)."""
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(
+                ["git", *args], cwd=root, capture_output=True, text=True, check=True
+            ).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return ""
+
+    return {
+        "commit": git("rev-parse", "HEAD") or None,
+        "dirty": bool(
+            git("status", "--porcelain", "--untracked-files=no", "--", "engine", "models", "bench", "clients")
+        ),
+        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
+
+
 def write_json(name: str, payload: dict) -> Path:
+    """Write a result file; every file carries its provenance (commit, date, load at the end).
+
+    `make bench-check` (scripts/bench_check.py) marks a file stale when the code it measures
+    changed after its commit."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name
+    payload = {**payload, "provenance": {**provenance(), **payload.get("provenance", {})}}
     path.write_text(json.dumps(payload, indent=2))
     return path

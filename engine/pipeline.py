@@ -280,29 +280,6 @@ class Pipeline:
         return segment, replace(stamps, lift=time.time())
 
 
-def answer_prompt(
-    model: SegmentationModel,
-    frame: RGBDFrame,
-    embedding: ImageEmbedding,
-    keyframe_id: int,
-    prompt: Prompt,
-    lift_config: LiftConfig,
-    timestamps: StageTimestamps,
-) -> SegmentationResult:
-    """Decode masks for a prompt on the frame that was encoded, pick the best and lift it (no cleaning).
-
-    The one-frame path (bench.pipeline_latency measures it); the engine uses `Pipeline.answer`.
-    """
-    h, w = frame.size
-    request = prompt_input(prompt, h, w)
-    keyframe = Keyframe(frame, embedding, time.time(), KeyframeReason.PROMPT, thumbnail(frame))
-    answer = Pipeline(model, lift_config, clean_masks=False).answer(
-        frame, keyframe, request, prompt.prompt_id, timestamps, prompt.want_3d
-    )
-    assert answer is not None  # identity mapping always sees the prompt
-    return replace(answer.result, keyframe_id=keyframe_id)
-
-
 def warm_up(pipeline: Pipeline, width: int = 640, height: int = 480) -> Answer:
     """One prompt end to end (encode, decode, clean, lift) on a generated frame; its answer.
 
