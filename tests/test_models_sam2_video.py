@@ -1,17 +1,18 @@
 """SAM 2.1 video memory behind `VideoTracker`: parity with transformers' own streaming video
 predictor on a tiny random-weights SAM 2 (real architecture, small widths, 256 x 256 input), objects
-added mid-stream and removed, bounded memory on a long stream, and the checkpoint errors."""
+added mid-stream and removed, and bounded memory on a long stream. Loading a published video folder
+through the registry is tested in test_models_sam2.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 import torch
-from transformers import Sam2Model, Sam2VideoConfig, Sam2VideoModel
+from transformers import Sam2VideoConfig, Sam2VideoModel
 
 from engine.masks.metrics import mask_iou
-from models.interfaces import CheckpointError, ImageInput, ModelError, PromptInput, VideoTracker
-from models.sam2.video import Sam2VideoTracker, load_video_model, video_processor
+from models.interfaces import ImageInput, ModelError, PromptInput, VideoTracker
+from models.sam2.video import Sam2VideoTracker, video_processor
 
 S = 256  # model input side
 H, W = 60, 80
@@ -40,7 +41,12 @@ def tiny_video_config() -> Sam2VideoConfig:
     }
     return Sam2VideoConfig(
         vision_config=vision,
-        prompt_encoder_config={"hidden_size": 128, "image_size": S, "patch_size": 16, "mask_input_channels": 4},
+        prompt_encoder_config={
+            "hidden_size": 128,
+            "image_size": S,
+            "patch_size": 16,
+            "mask_input_channels": 4,
+        },
         mask_decoder_config={
             "hidden_size": 128,
             "mlp_dim": 64,
@@ -65,7 +71,7 @@ def tiny_video_config() -> Sam2VideoConfig:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
+def tiny():
     torch.set_num_threads(1)
     torch.manual_seed(3)
     net = Sam2VideoModel(tiny_video_config()).eval()
@@ -80,9 +86,7 @@ def tiny(tmp_path_factory):
             net.no_memory_positional_encoding,
         ):
             p.normal_(0, 0.2)
-    folder = tmp_path_factory.mktemp("ckpt") / "sam2.1-tiny-video"
-    net.save_pretrained(str(folder))
-    return net, folder
+    return net, None
 
 
 @pytest.fixture(scope="module")
@@ -193,17 +197,3 @@ def test_remove_object_and_bad_prompts(tiny, frames):
         tracker.add_object(state, frames[1], 4, PromptInput(mask=np.zeros((5, 5), bool)))
     with pytest.raises(ModelError, match="max_memory_frames"):
         tracker.start(0)
-
-
-def test_video_weights_load_and_image_only_folder_is_refused(tiny, tmp_path):
-    net, folder = tiny
-    loaded = load_video_model(folder, "sam2_video")
-    assert torch.equal(loaded.no_object_pointer, net.no_object_pointer)
-    with pytest.raises(CheckpointError, match="without SAM 2's video memory"):
-        load_video_model(folder, "sam2")
-    # An image-only folder saved as sam2_video lacks the memory weights.
-    image_only = Sam2Model.from_pretrained(str(folder))
-    image_only.config.model_type = "sam2_video"
-    image_only.save_pretrained(str(tmp_path / "img"))
-    with pytest.raises(CheckpointError):
-        load_video_model(tmp_path / "img", "sam2_video")

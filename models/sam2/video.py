@@ -23,6 +23,8 @@ What differs from transformers' video predictor (see the parity test):
   where transformers keeps (and attends to) all of them.
 
 The session owns a `Sam2TrackState` per stream; the tracker itself holds only read-only things.
+The registry builds one for a published video folder (`models/sam2/backend.py`: `SegmentationModel.tracker`),
+sharing the loaded model with the image encoder and decoder export.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from models.interfaces import CheckpointError, ImageInput, MaskPrediction, ModelError, PromptInput
+from models.interfaces import ImageInput, MaskPrediction, ModelError, PromptInput
 
 log = logging.getLogger(__name__)
 
@@ -268,33 +270,6 @@ def _points(prompt: PromptInput) -> tuple[list[list[float]], list[int]]:
     if len(coords) != len(labels):
         raise ModelError(f"{len(coords)} points but {len(labels)} labels")
     return coords.tolist(), labels.tolist()
-
-
-_VIDEO_CLASSES = {"sam2_video": "Sam2VideoModel", "edgetam_video": "EdgeTamVideoModel"}
-
-
-def load_video_model(path: Path, model_type: str) -> torch.nn.Module:
-    """The video model of a transformers-format folder whose config says `model_type`.
-
-    Raises:
-        CheckpointError: the folder holds an image-only model (no memory weights) or is unreadable.
-    """
-    import transformers
-
-    if model_type not in _VIDEO_CLASSES:
-        raise CheckpointError(
-            f"checkpoint {path} is a {model_type!r} model without SAM 2's video memory: tracking needs "
-            "the published folder (model_type sam2_video or edgetam_video, e.g. facebook/sam2.1-hiera-tiny)"
-        )
-    cls = getattr(transformers, _VIDEO_CLASSES[model_type])
-    try:
-        net, info = cls.from_pretrained(str(path), output_loading_info=True)
-    except (OSError, ValueError, RuntimeError) as err:
-        raise CheckpointError(f"checkpoint {path} cannot be read as a video model ({err})") from err
-    missing = [k for k in info.get("missing_keys", []) if not k.endswith("positional_embedding")]
-    if missing or info.get("mismatched_keys"):
-        raise CheckpointError(f"checkpoint {path} lacks video weights (e.g. {(missing or ['?'])[0]})")
-    return net.float().eval()
 
 
 def video_processor(checkpoint: Path | None, image_size: int):
