@@ -119,7 +119,7 @@ def test_decoder_refuses_foreign_embedding(encoded, built):
 
 def test_encode_batch_equals_single_encodes():
     """`SamImageEncoder.encode_batch` on a 2-block ViT (the ViT-B/L/H code path at toy width):
-    one forward pass of batch 3 = three single encodes, for images of different sizes."""
+    one forward pass of batch 2 = two single encodes, for images of different sizes."""
     from functools import partial
 
     from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
@@ -149,10 +149,7 @@ def test_encode_batch_equals_single_encodes():
     ).eval()
     encoder = SamImageEncoder("sam_vit_b", sam)
     rng = np.random.default_rng(1)
-    images = [
-        ImageInput(rng.integers(0, 255, shape, dtype=np.uint8))
-        for shape in [(H, W, 3), (80, 60, 3), (H, W, 3)]
-    ]
+    images = [ImageInput(rng.integers(0, 255, shape, dtype=np.uint8)) for shape in [(H, W, 3), (80, 60, 3)]]
     batch = encoder.encode_batch(images)
     for image, emb in zip(images, batch, strict=True):
         ref = encoder.encode(image)

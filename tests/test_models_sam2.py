@@ -85,6 +85,7 @@ def _reference(net, rgb, prompt, features):
 
 def _check_backend(name, net, folder, check_encoder: bool):
     model = build_model(ModelSpec(name, folder, "cpu"))
+    assert model.tracker is None  # an image-only folder has no video memory
     rgb = np.random.default_rng(5).integers(0, 255, (H, W, 3), dtype=np.uint8)
     emb = model.encoder.encode(ImageInput(rgb))
     ours = [emb.data.feat_s0, emb.data.feat_s1, emb.data.image_embed]
@@ -171,20 +172,6 @@ def test_missing_folder(tmp_path):
         build_model(ModelSpec("sam2.1_hiera_small", tmp_path / "nope"))
 
 
-def test_sam2_encode_batch_equals_single_encodes(cache, sam2_tiny):
-    model = build_model(ModelSpec("sam2.1_hiera_tiny", sam2_tiny[1], "cpu"))
-    assert model.tracker is None  # an image-only folder has no video memory
-    rng = np.random.default_rng(9)
-    images = [ImageInput(rng.integers(0, 255, shape, dtype=np.uint8)) for shape in [(H, W, 3), (40, 70, 3)]]
-    batch = model.encoder.encode_batch(images)
-    for image, emb in zip(images, batch, strict=True):
-        ref = model.encoder.encode(image)
-        assert emb.original_size == image.size
-        for name in ("image_embed", "feat_s0", "feat_s1"):
-            a, b = getattr(emb.data, name), getattr(ref.data, name)
-            assert a.shape == b.shape and a.shape[0] == 1 and np.abs(a - b).max() <= 1e-4, name
-
-
 @pytest.fixture(scope="module")
 def sam2_video_tiny(tmp_path_factory):
     """The layout Meta publishes (facebook/sam2.1-hiera-tiny): model_type sam2_video, image + memory."""
@@ -194,17 +181,22 @@ def sam2_video_tiny(tmp_path_factory):
 
 
 def test_published_video_folder_serves_images_and_tracking(cache, sam2_video_tiny):
+    """One checkpoint serves prompts (image path = transformers' image model on the same folder,
+    which skips the memory weights) and tracking (`SegmentationModel.tracker`, same loaded model)."""
     from models.sam2.video import Sam2VideoTracker
 
     net, folder = sam2_video_tiny
-    # The image path: parity with transformers' image model on the same folder (which skips the
-    # memory weights), so one checkpoint serves prompts and tracking.
-    image_net = Sam2Model.from_pretrained(str(folder)).eval()
-    _check_backend("sam2.1_hiera_tiny", image_net, folder, check_encoder=False)
     model = build_model(ModelSpec("sam2.1_hiera_tiny", folder, "cpu"))
     assert isinstance(model.tracker, Sam2VideoTracker) and model.tracker.model is model.encoder.model
     rgb = np.random.default_rng(6).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    frame = ImageInput(rgb)
+    emb = model.encoder.encode(frame)
+    features = [torch.from_numpy(a) for a in (emb.data.feat_s0, emb.data.feat_s1, emb.data.image_embed)]
+    image_net = Sam2Model.from_pretrained(str(folder)).eval()
+    prompt = parity_prompts(H, W)[5]  # point + box, multimask
+    assert_parity(
+        model.decoder.predict(emb, prompt), *_reference(image_net, rgb, prompt, features), "video folder"
+    )
     state = model.tracker.start()
-    first = model.tracker.add_object(state, ImageInput(rgb), 1, parity_prompts(H, W)[1])
-    assert first.masks.shape == (1, H, W)
+    assert model.tracker.add_object(state, frame, 1, parity_prompts(H, W)[1]).masks.shape == (1, H, W)
     assert sorted(model.tracker.track(state, ImageInput(rgb[::-1].copy()))) == [1]

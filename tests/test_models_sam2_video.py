@@ -197,3 +197,22 @@ def test_remove_object_and_bad_prompts(tiny, frames):
         tracker.add_object(state, frames[1], 4, PromptInput(mask=np.zeros((5, 5), bool)))
     with pytest.raises(ModelError, match="max_memory_frames"):
         tracker.start(0)
+
+
+def test_encode_batch_equals_single_encodes(tiny):
+    """`Sam2ImageEncoder.encode_batch` (the served model is this video model for published folders):
+    one vision-tower pass of batch 2, two image sizes = two single encodes."""
+    from transformers import Sam2ImageProcessor
+
+    from models.sam2.backend import Sam2ImageEncoder
+
+    encoder = Sam2ImageEncoder("sam2-tiny", tiny[0], Sam2ImageProcessor(size={"height": S, "width": S}))
+    rng = np.random.default_rng(9)
+    images = [ImageInput(rng.integers(0, 255, shape, dtype=np.uint8)) for shape in [(H, W, 3), (40, 70, 3)]]
+    batch = encoder.encode_batch(images)
+    for image, emb in zip(images, batch, strict=True):
+        ref = encoder.encode(image)
+        assert emb.original_size == image.size
+        for name in ("image_embed", "feat_s0", "feat_s1"):
+            a, b = getattr(emb.data, name), getattr(ref.data, name)
+            assert a.shape == b.shape and a.shape[0] == 1 and np.abs(a - b).max() <= 1e-4, name
