@@ -6,9 +6,10 @@
 For each encoder (real architecture and size, random weights; MobileSAM's TinyViT, SAM 2.1
 Hiera-tiny through transformers, optionally SAM ViT-B) and each batch size B it encodes B distinct
 640 x 480 frames with `encode_batch` (B = 1: `encode`, the per-frame baseline the scheduler used
-before), `--runs` times after one warm-up call, and reports frames/s (B / wall time of the call,
+before), `--runs` times after one warm-up frame, and reports frames/s (B / wall time of the call,
 preprocessing included) per run: median and range. Batches are interleaved run by run so every
-size sees the same machine load. Load averages at start and end are recorded: on a shared machine
+size sees the same machine load. Results are written after each encoder, so a long run that
+is stopped keeps what it measured. Load averages at start and end are recorded: on a shared machine
 the numbers are lower bounds on throughput.
 
 Writes encoder_batch.json and encoder_batch.png.
@@ -62,8 +63,7 @@ def measure(encoder, batches: list[int], runs: int) -> dict[int, list[float]]:
     rng = np.random.default_rng(0)
     frames = [ImageInput(rng.integers(0, 255, (H, W, 3), dtype=np.uint8)) for _ in range(max(batches))]
     fps: dict[int, list[float]] = {b: [] for b in batches}
-    for b in batches:  # warm-up: allocator, oneDNN kernels for this shape
-        encode_images(encoder, frames[:b])
+    encode_images(encoder, frames[:1])  # warm-up: weights paged in, oneDNN kernels chosen
     for run in range(runs):
         for b in batches:
             t = time.perf_counter()
@@ -139,10 +139,10 @@ def main() -> None:
             for b, v in fps.items()
         ]
         del encoder
-    results["load_average_at_end"] = list(os.getloadavg())
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "encoder_batch.json").write_text(json.dumps(results, indent=2))
-    plot(results, args.out / "encoder_batch.png")
+        results["load_average_at_end"] = list(os.getloadavg())
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "encoder_batch.json").write_text(json.dumps(results, indent=2))
+        plot(results, args.out / "encoder_batch.png")
     for name, rows in results["encoders"].items():
         log.info(
             "%s: %s",
