@@ -37,6 +37,7 @@ from clients.sources.synthetic import (
 )
 from engine.core import CameraIntrinsics
 from engine.lift import lift_mask
+from engine.masks.metrics import mask_iou
 from models.geometric import GeometricConfig, build_geometric
 from models.interfaces import ImageInput, PromptInput
 
@@ -78,11 +79,6 @@ def click_inside(mask: np.ndarray) -> tuple[tuple[int, int], float]:
     return (x, y), float(dist[y, x])
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return np.count_nonzero(a & b) / union if union else 1.0
-
-
 def evaluate(
     n_scenes: int,
     min_px: int,
@@ -115,7 +111,7 @@ def evaluate(
                 emb, PromptInput(np.array([[x, y]], np.float32), np.array([1], np.int32))
             )
             predict_ms.append((time.perf_counter() - t0) * 1e3)
-            ious = [iou(m, truth) for m in pred.masks]
+            ious = [mask_iou(m, truth) for m in pred.masks]
             best, sel = int(np.argmax(ious)), int(np.argmax(pred.scores))
             true_c = visible_surface_centroid(sf, truth)
             errs = {}

@@ -35,6 +35,7 @@ import numpy as np
 
 from engine.core import MaskCandidate, RGBDFrame, RLEMask, Segment3D, SegmentationResult, StageTimestamps
 from engine.mapping import FrameMapping, MappingMethod, project, transform_points
+from engine.masks.metrics import mask_iou
 from engine.pipeline import Answer, Pipeline
 from engine.scheduler import Keyframe
 from models.interfaces import PromptInput
@@ -98,11 +99,6 @@ def _world_points(segment: Segment3D | None, frame: RGBDFrame) -> np.ndarray | N
     if segment.frame == "camera" and frame.pose is not None:
         return frame.pose.transform(segment.points.astype(np.float64)).astype(np.float32)
     return segment.points
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.count_nonzero(a | b)
-    return float(np.count_nonzero(a & b) / union) if union else 0.0
 
 
 def interior_point(mask: np.ndarray) -> tuple[float, float] | None:

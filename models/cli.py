@@ -40,13 +40,14 @@ def _identify(path: Path) -> str:
         if not config_path.is_file():
             raise ModelError(f"{path} has no config.json; pass --model to say what it is")
         config = json.loads(config_path.read_text())
-        if config.get("model_type") == "edgetam":
+        model_type = str(config.get("model_type", "")).removesuffix("_video")  # published: sam2_video
+        if model_type == "edgetam":
             return "edgetam"
         from models.sam2.backend import SAM2_VARIANTS
 
         blocks = tuple(config.get("vision_config", {}).get("backbone_config", {}).get("blocks_per_stage", ()))
         for name, variant in SAM2_VARIANTS.items():
-            if variant.model_type == config.get("model_type") and variant.blocks_per_stage == blocks:
+            if variant.model_type == model_type and variant.blocks_per_stage == blocks:
                 return name
         raise ModelError(f"{path}: config.json is not a SAM 2.1 / EdgeTAM model; pass --model")
     state = load_torch_state_dict(check_file(path, "unknown"))

@@ -202,9 +202,12 @@ class SegmentationModel:
     """An encoder and the decoder that reads its embeddings.
 
     needs_depth: the encoder uses depth (the geometric default does; SAM does not).
+    tracker: memory-based video tracker, when the checkpoint has one (SAM 2.1 / EdgeTAM video
+        folders); None otherwise.
     """
 
     name: str
     encoder: ImageEncoder
     decoder: PromptDecoder
     needs_depth: bool = False
+    tracker: VideoTracker | None = None

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from engine.masks.metrics import mask_iou
 from models.interfaces import PromptInput
 
 MAX_LOGIT_DIFF = 1e-3
 MIN_MASK_IOU = 0.99
-
-
-def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else float(np.logical_and(a, b).sum() / union)
 
 
 def parity_prompts(height: int, width: int) -> list[PromptInput]:

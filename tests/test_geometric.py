@@ -10,6 +10,7 @@ import pytest
 
 from clients.sources.folder import open_sequence
 from clients.sources.synthetic import DepthDegradation, make_scene, render_frame
+from engine.masks.metrics import mask_iou
 from models.geometric import GRANULARITIES, GeometricConfig, LabelMaps, build_geometric
 from models.interfaces import (
     ImageEmbedding,
@@ -75,10 +76,6 @@ def _click(model, emb, *points: tuple[int, int, int], multimask: bool = True):
     return model.decoder.predict(emb, PromptInput(xy, labels, multimask=multimask))
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max((a | b).sum(), 1))
-
-
 def test_registry_builds_the_geometric_model() -> None:
     model = build_model(ModelSpec("geometric"))
     assert isinstance(model, SegmentationModel) and model.name == "geometric"
@@ -91,7 +88,7 @@ def test_object_mask_matches_the_truth_on_a_clean_scene(model, clean, clean_emb,
     pred = _click(model, clean_emb, (*_inside(truth), 1))
     assert pred.masks.shape == (3, 480, 640) and pred.masks.dtype == bool
     assert pred.granularity == GRANULARITIES
-    assert _iou(pred.masks[1], truth) > 0.93
+    assert mask_iou(pred.masks[1], truth) > 0.93
     # the engine lifts the top-scoring mask: it must be the object, not a face of it
     assert int(np.argmax(pred.scores)) == 1
 
@@ -100,14 +97,14 @@ def test_object_mask_matches_the_truth_on_a_clean_scene(model, clean, clean_emb,
 def test_object_mask_survives_kinect_like_noise_and_holes(model, noisy, noisy_emb, oid) -> None:
     truth = noisy.visible_mask(oid)
     pred = _click(model, noisy_emb, (*_inside(truth), 1))
-    assert _iou(pred.masks[1], truth) > 0.8
-    assert _iou(pred.masks[int(np.argmax(pred.scores))], truth) > 0.8
+    assert mask_iou(pred.masks[1], truth) > 0.8
+    assert mask_iou(pred.masks[int(np.argmax(pred.scores))], truth) > 0.8
 
 
 def test_clicking_the_floor_returns_the_floor_not_the_objects(model, scene, clean, clean_emb) -> None:
     floor = clean.visible_mask(0)
     pred = _click(model, clean_emb, (*_inside(floor), 1))
-    assert _iou(pred.masks[1], floor) > 0.9
+    assert mask_iou(pred.masks[1], floor) > 0.9
     for oid in scene.object_ids:
         obj = clean.visible_mask(oid)
         if obj.sum() >= 1000:
@@ -152,7 +149,7 @@ def test_a_click_on_a_depth_hole_snaps_and_the_hole_joins_the_object(model, clea
     depth[hole] = 0.0
     emb = model.encoder.encode(ImageInput(clean.frame.rgb, depth, clean.frame.intrinsics.matrix))
     pred = _click(model, emb, (x, y, 1))
-    assert _iou(pred.masks[1], truth) > 0.93
+    assert mask_iou(pred.masks[1], truth) > 0.93
     assert pred.masks[1][hole].all(), "an enclosed sensor hole must be filled"
 
 
@@ -164,7 +161,7 @@ def test_negative_points_exclude_their_region(model, clean, clean_emb) -> None:
     vetoed = _click(model, clean_emb, (x, y, 1), (fx, fy, 0))
     for k in range(3):
         assert vetoed.masks[k][y, x] and not vetoed.masks[k][fy, fx]
-    assert _iou(vetoed.masks[2], clean.visible_mask(BOX)) > 0.93  # falls back to the object
+    assert mask_iou(vetoed.masks[2], clean.visible_mask(BOX)) > 0.93  # falls back to the object
 
 
 def test_box_and_mask_prompts_pick_the_object(model, clean, clean_emb) -> None:
@@ -172,10 +169,10 @@ def test_box_and_mask_prompts_pick_the_object(model, clean, clean_emb) -> None:
     ys, xs = np.nonzero(truth)
     box = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)
     pred = model.decoder.predict(clean_emb, PromptInput(box=box))
-    assert _iou(pred.masks[1], truth) > 0.93
+    assert mask_iou(pred.masks[1], truth) > 0.93
     rough = cv2.erode(truth.view(np.uint8), np.ones((9, 9), np.uint8)).view(bool)
     pred = model.decoder.predict(clean_emb, PromptInput(mask=rough))
-    assert _iou(pred.masks[1], truth) > 0.93
+    assert mask_iou(pred.masks[1], truth) > 0.93
 
 
 @pytest.mark.parametrize("depth", ["none", "all zero"])
@@ -187,7 +184,7 @@ def test_without_depth_colour_regions_still_answer(model, clean, depth) -> None:
     truth = clean.visible_mask(BOX)  # a green box on a red floor: colour alone finds it
     pred = _click(model, emb, (*_inside(truth), 1))
     assert pred.masks.shape == (3, 480, 640)
-    assert max(_iou(m, truth) for m in pred.masks) > 0.9
+    assert max(mask_iou(m, truth) for m in pred.masks) > 0.9
 
 
 def test_encoding_is_deterministic(model, noisy, noisy_emb) -> None:

@@ -112,3 +112,19 @@ def test_onnx_image_encoder_parity(mobile, encoded, tmp_path):
     assert np.abs(emb.data.features - ref.features.numpy()).max() <= 1e-3
     x, size = preprocess(sam, rgb)
     assert size == ref.input_size and x.shape == (1, 3, 1024, 1024)
+
+
+def test_encode_batch_equals_single_encodes(built, encoded):
+    """One forward pass of batch 2 (two image sizes) = two single encodes."""
+    from models.interfaces import BatchImageEncoder, encode_images
+
+    rgb, _, single = encoded
+    other = np.random.default_rng(4).integers(0, 255, (64, 96, 3), dtype=np.uint8)
+    images = [ImageInput(rgb), ImageInput(other)]
+    assert isinstance(built.encoder, BatchImageEncoder)
+    batch = encode_images(built.encoder, images)
+    alone = built.encoder.encode(images[1])
+    for emb, ref in zip(batch, [single, alone], strict=True):
+        assert emb.original_size == ref.original_size and emb.data.input_size == ref.data.input_size
+        assert emb.data.features.shape == (1, 256, 64, 64)
+        assert np.abs(emb.data.features - ref.data.features).max() <= 1e-4

@@ -115,3 +115,43 @@ def test_decoder_refuses_foreign_embedding(encoded, built):
     foreign = ImageEmbedding("mobile_sam", emb.original_size, emb.data)
     with pytest.raises(ModelError, match="mobile_sam"):
         built.decoder.predict(foreign, PromptInput(np.array([[1.0, 1.0]], np.float32), np.array([1])))
+
+
+def test_encode_batch_equals_single_encodes():
+    """`SamImageEncoder.encode_batch` on a 2-block ViT (the ViT-B/L/H code path at toy width):
+    one forward pass of batch 2 = two single encodes, for images of different sizes."""
+    from functools import partial
+
+    from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, Sam, TwoWayTransformer
+
+    from models.sam.backend import SamImageEncoder
+
+    torch.manual_seed(2)
+    vit = ImageEncoderViT(
+        depth=2,
+        embed_dim=32,
+        num_heads=2,
+        global_attn_indexes=(1,),
+        window_size=14,
+        out_chans=256,
+        use_rel_pos=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+    )
+    sam = Sam(
+        vit,
+        PromptEncoder(
+            embed_dim=256, image_embedding_size=(64, 64), input_image_size=(1024, 1024), mask_in_chans=16
+        ),
+        MaskDecoder(
+            transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+            transformer_dim=256,
+        ),
+    ).eval()
+    encoder = SamImageEncoder("sam_vit_b", sam)
+    rng = np.random.default_rng(1)
+    images = [ImageInput(rng.integers(0, 255, shape, dtype=np.uint8)) for shape in [(H, W, 3), (80, 60, 3)]]
+    batch = encoder.encode_batch(images)
+    for image, emb in zip(images, batch, strict=True):
+        ref = encoder.encode(image)
+        assert emb.original_size == image.size and emb.data.input_size == ref.data.input_size
+        assert np.abs(emb.data.features - ref.data.features).max() <= 1e-4

@@ -16,6 +16,8 @@ from transformers import (
     Sam2ImageProcessor,
     Sam2Model,
     Sam2Processor,
+    Sam2VideoConfig,
+    Sam2VideoModel,
     TimmWrapperConfig,
 )
 
@@ -83,6 +85,7 @@ def _reference(net, rgb, prompt, features):
 
 def _check_backend(name, net, folder, check_encoder: bool):
     model = build_model(ModelSpec(name, folder, "cpu"))
+    assert model.tracker is None  # an image-only folder has no video memory
     rgb = np.random.default_rng(5).integers(0, 255, (H, W, 3), dtype=np.uint8)
     emb = model.encoder.encode(ImageInput(rgb))
     ours = [emb.data.feat_s0, emb.data.feat_s1, emb.data.image_embed]
@@ -167,3 +170,33 @@ def test_truncated_safetensors(sam2_tiny, tmp_path):
 def test_missing_folder(tmp_path):
     with pytest.raises(CheckpointError, match=r"not found.*huggingface\.co/facebook/sam2\.1-hiera-small"):
         build_model(ModelSpec("sam2.1_hiera_small", tmp_path / "nope"))
+
+
+@pytest.fixture(scope="module")
+def sam2_video_tiny(tmp_path_factory):
+    """The layout Meta publishes (facebook/sam2.1-hiera-tiny): model_type sam2_video, image + memory."""
+    torch.manual_seed(2)
+    net = Sam2VideoModel(Sam2VideoConfig()).eval()
+    return net, _save(net, tmp_path_factory.mktemp("ckpt") / "sam2.1-hiera-tiny-video")
+
+
+def test_published_video_folder_serves_images_and_tracking(cache, sam2_video_tiny):
+    """One checkpoint serves prompts (image path = transformers' image model on the same folder,
+    which skips the memory weights) and tracking (`SegmentationModel.tracker`, same loaded model)."""
+    from models.sam2.video import Sam2VideoTracker
+
+    net, folder = sam2_video_tiny
+    model = build_model(ModelSpec("sam2.1_hiera_tiny", folder, "cpu"))
+    assert isinstance(model.tracker, Sam2VideoTracker) and model.tracker.model is model.encoder.model
+    rgb = np.random.default_rng(6).integers(0, 255, (H, W, 3), dtype=np.uint8)
+    frame = ImageInput(rgb)
+    emb = model.encoder.encode(frame)
+    features = [torch.from_numpy(a) for a in (emb.data.feat_s0, emb.data.feat_s1, emb.data.image_embed)]
+    image_net = Sam2Model.from_pretrained(str(folder)).eval()
+    prompt = parity_prompts(H, W)[5]  # point + box, multimask
+    assert_parity(
+        model.decoder.predict(emb, prompt), *_reference(image_net, rgb, prompt, features), "video folder"
+    )
+    state = model.tracker.start()
+    assert model.tracker.add_object(state, frame, 1, parity_prompts(H, W)[1]).masks.shape == (1, H, W)
+    assert sorted(model.tracker.track(state, ImageInput(rgb[::-1].copy()))) == [1]

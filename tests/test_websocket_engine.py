@@ -12,12 +12,9 @@ import pytest
 
 from clients.ws_client import EngineError, XrsegClient
 from engine.core import BoxPrompt, PointPrompt, Prompt
+from engine.masks.metrics import mask_iou
 from engine.protocol import ErrorCode, ImageCodec, pack
 from tests.conftest import TOKEN, LiveEngine, block_frame
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
 
 
 async def test_point_prompt_returns_masks_and_a_3d_segment(live_engine: LiveEngine) -> None:
@@ -28,7 +25,7 @@ async def test_point_prompt_returns_masks_and_a_3d_segment(live_engine: LiveEngi
         result = await client.prompt(Prompt(1, frame.frame_id, points=(PointPrompt(60, 60),)))
     assert result.prompt_id == 1 and result.frame_id == frame.frame_id and len(result.masks) == 3
     best = result.masks[result.best].mask.decode()
-    assert _iou(best, block) > 0.9
+    assert mask_iou(best, block) > 0.9
     seg = result.segment
     assert seg is not None and seg.status == "ok" and seg.frame == "world"
     assert abs(seg.centroid[2] - 1.4) < 0.02 and len(seg.points) > 10
@@ -43,7 +40,7 @@ async def test_box_prompt_and_embedding_reuse(live_engine: LiveEngine) -> None:
         first = await client.prompt(Prompt(1, frame.frame_id, box=BoxPrompt(38, 38, 82, 82)))
         second = await client.prompt(Prompt(2, frame.frame_id, points=(PointPrompt(10, 10),)))
         stats = await client.stats()
-    assert _iou(first.masks[first.best].mask.decode(), block) > 0.8
+    assert mask_iou(first.masks[first.best].mask.decode(), block) > 0.8
     wall = second.masks[second.best].mask.decode()
     assert (wall & block).sum() < 0.05 * block.sum() and wall.sum() > 0.5 * (~block).sum()  # the wall, not the block
     assert stats.frames_decoded == 1 and stats.prompts_answered == 2
@@ -58,7 +55,7 @@ async def test_bad_input_gets_coded_errors_while_another_session_keeps_working(l
 
         async def good_prompt(pid: int) -> None:
             result = await good.prompt(Prompt(pid, frame.frame_id, points=(PointPrompt(60, 60),)))
-            assert _iou(result.masks[result.best].mask.decode(), block) > 0.9
+            assert mask_iou(result.masks[result.best].mask.decode(), block) > 0.9
 
         await good_prompt(1)
         # prompt before any frame
@@ -117,7 +114,7 @@ async def test_bad_input_gets_coded_errors_while_another_session_keeps_working(l
         assert info.value.code == ErrorCode.UNSUPPORTED_PROMPT
         # after all that, the bad session itself still answers good prompts
         result = await bad.prompt(Prompt(8, frame.frame_id, points=(PointPrompt(60, 60),)))
-        assert _iou(result.masks[result.best].mask.decode(), block) > 0.9
+        assert mask_iou(result.masks[result.best].mask.decode(), block) > 0.9
         await good_prompt(4)
         bad_stats, good_stats = await bad.stats(), await good.stats()
     assert bad_stats.errors_sent == 13 and good_stats.errors_sent == 0 and good_stats.prompts_answered == 4
@@ -154,7 +151,7 @@ async def test_resume_after_disconnect_then_reap(live_engine: LiveEngine) -> Non
     async with XrsegClient.connect(live_engine.url, TOKEN, session_id=session_id) as again:
         assert again.session_id == session_id
         result = await again.prompt(Prompt(1, 5, points=(PointPrompt(60, 60),)))  # frame kept across reconnect
-        assert result.frame_id == 5 and _iou(result.masks[result.best].mask.decode(), block) > 0.9
+        assert result.frame_id == 5 and mask_iou(result.masks[result.best].mask.decode(), block) > 0.9
         await again.close(bye=False)
     engine = live_engine.engine
     await asyncio.wait_for(_until(lambda: engine.sessions[session_id].detached_at is not None), 5)

@@ -25,7 +25,15 @@ class BoundaryScore:
 
 
 def mask_iou(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Intersection over union of two (H, W) masks; 1.0 when both are empty."""
+    """Intersection over union of two (H, W) masks (bool, or any dtype with 0 = outside), in 0..1.
+
+    The project's one IoU. Both empty scores 1.0: an absent object predicted absent is a perfect
+    answer (the DAVIS J convention), and a benchmark must not punish it. Callers for which an
+    empty pair means "nothing to compare" (tracking's agreement checks) test `.any()` first.
+
+    Raises:
+        ValueError: the masks are not 2D or differ in shape.
+    """
     p, t = _pair(pred, truth)
     union = np.count_nonzero(p | t)
     return 1.0 if union == 0 else np.count_nonzero(p & t) / union

@@ -11,6 +11,7 @@ Coordinates follow `SamPredictor`: prompts and masks are in original-image pixel
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -31,38 +32,26 @@ from models.checkpoints import (
 from models.interfaces import (
     ImageEmbedding,
     ImageInput,
-    MaskPrediction,
     ModelError,
     PromptInput,
     SegmentationModel,
 )
+from models.onnx.decoder import DecoderSessions, OnnxPromptDecoder, open_sessions
+from models.onnx.decoder import decoder_spec as onnx_decoder_spec
 from models.onnx.export import GraphSpec, cached_export
-from models.onnx.runtime import OnnxSession, SessionConfig
+from models.onnx.runtime import OnnxSession
 from models.sam.decoder_graph import MaskPromptGraph, SamDecoderGraph, resize_taps
 
 log = logging.getLogger(__name__)
 
 SAM_VARIANTS = MappingProxyType({"sam_vit_b": "vit_b", "sam_vit_l": "vit_l", "sam_vit_h": "vit_h"})
-MULTIMASK_NAMES = ("part", "object", "region")
 
-_TAP_AXES = {"row_idx": {1: "H"}, "row_w": {1: "H"}, "col_idx": {1: "W"}, "col_w": {1: "W"}}
 DECODER_INPUTS = ("src", "point_coords", "point_labels", "row_idx", "row_w", "col_idx", "col_w")
 DECODER_OUTPUTS = ("masks", "iou", "low_res")
 
 
 def decoder_spec(multimask: bool) -> GraphSpec:
-    return GraphSpec(
-        name="decoder_multi" if multimask else "decoder_single",
-        version=1,
-        input_names=DECODER_INPUTS,
-        output_names=DECODER_OUTPUTS,
-        dynamic_axes={
-            "point_coords": {1: "N"},
-            "point_labels": {1: "N"},
-            **_TAP_AXES,
-            "masks": {0: "K", 1: "H", 2: "W"},
-        },
-    )
+    return onnx_decoder_spec(multimask, DECODER_INPUTS, DECODER_OUTPUTS)
 
 
 MASK_PROMPT_SPEC = GraphSpec("mask_prompt", 1, ("features", "mask_input"), ("src",))
@@ -129,6 +118,20 @@ class SamImageEncoder:
         features = self.sam.image_encoder(x).float().cpu().numpy()
         return ImageEmbedding(self.name, image.size, SamFeatures(features, input_size))
 
+    @torch.inference_mode()
+    def encode_batch(self, images: Sequence[ImageInput]) -> list[ImageEmbedding]:
+        """N images of any sizes in one encoder forward pass of batch N (each is resized and padded
+        to 1024 x 1024 first, so they stack). Same embeddings as N `encode` calls, up to float
+        summation order (tests: max |diff| <= 1e-4)."""
+        if not images:
+            return []
+        prepared = [preprocess(self.sam, image.rgb) for image in images]
+        features = self.sam.image_encoder(torch.cat([x for x, _ in prepared])).float().cpu().numpy()
+        return [
+            ImageEmbedding(self.name, image.size, SamFeatures(features[i : i + 1].copy(), size))
+            for i, (image, (_, size)) in enumerate(zip(images, prepared, strict=True))
+        ]
+
 
 class OnnxSamImageEncoder:
     """The same encoder through an exported ONNX graph (input (1, 3, 1024, 1024) normalised)."""
@@ -181,28 +184,10 @@ def encode_prompt(
     return np.concatenate(coords)[None], np.concatenate(labels)[None]
 
 
-@dataclass(frozen=True)
-class SamDecoderSessions:
-    """The three ONNX graphs of one SAM-family decoder, and the model constant they share."""
-
-    multi: OnnxSession
-    single: OnnxSession
-    mask_prompt: OnnxSession
-    no_mask: np.ndarray  # (1, 256, 1, 1) float32, the prompt encoder's no-mask embedding
-    low_res_side: int = 256
-    pad_size: int = 1024
-
-
-class SamOnnxDecoder:
+class SamOnnxDecoder(OnnxPromptDecoder):
     """Light half: `SamFeatures` + prompt -> masks at the original resolution, via ONNX Runtime."""
 
-    def __init__(self, name: str, sessions: SamDecoderSessions) -> None:
-        self.name = name
-        self.sessions = sessions
-
-    def predict(self, embedding: ImageEmbedding, prompt: PromptInput) -> MaskPrediction:
-        if embedding.backend != self.name:
-            raise ModelError(f"decoder {self.name!r} got an embedding from {embedding.backend!r}")
+    def feeds(self, embedding: ImageEmbedding, prompt: PromptInput) -> dict[str, np.ndarray]:
         s = self.sessions
         data: SamFeatures = embedding.data
         coords, labels = encode_prompt(prompt, embedding.original_size, data.input_size)
@@ -210,30 +195,23 @@ class SamOnnxDecoder:
             low = (
                 prompt.mask.astype(np.float32).reshape(1, 1, s.low_res_side, s.low_res_side)
                 if prompt.mask.shape[-2:] == (s.low_res_side, s.low_res_side) and prompt.mask.dtype != bool
-                else mask_to_low_res(prompt.mask, data.input_size, s.low_res_side, s.pad_size)
+                else mask_to_low_res(prompt.mask, data.input_size, s.low_res_side, s.input_size)
             )
             (src,) = s.mask_prompt.run({"features": data.features, "mask_input": low})
         else:
             src = data.features + s.no_mask
         (h, w), (ih, iw) = embedding.original_size, data.input_size
-        row_idx, row_w = resize_taps(s.low_res_side, s.pad_size, ih, h)
-        col_idx, col_w = resize_taps(s.low_res_side, s.pad_size, iw, w)
-        session = s.multi if prompt.multimask else s.single
-        masks, iou, low_res = session.run(
-            {
-                "src": src,
-                "point_coords": coords,
-                "point_labels": labels,
-                "row_idx": row_idx,
-                "row_w": row_w,
-                "col_idx": col_idx,
-                "col_w": col_w,
-            }
-        )
-        names = MULTIMASK_NAMES if prompt.multimask and len(iou) == len(MULTIMASK_NAMES) else ()
-        return MaskPrediction(
-            masks=masks, scores=iou.astype(np.float32), granularity=names, low_res_logits=low_res
-        )
+        row_idx, row_w = resize_taps(s.low_res_side, s.input_size, ih, h)
+        col_idx, col_w = resize_taps(s.low_res_side, s.input_size, iw, w)
+        return {
+            "src": src,
+            "point_coords": coords,
+            "point_labels": labels,
+            "row_idx": row_idx,
+            "row_w": row_w,
+            "col_idx": col_idx,
+            "col_w": col_w,
+        }
 
 
 def _example_decoder_inputs(n: int = 2) -> tuple[torch.Tensor, ...]:
@@ -291,24 +269,19 @@ def export_encoder(sam: Sam, model: str, sha256: str, cache_dir: Path | None = N
 
 
 def decoder_sessions(
-    sam: Sam, model: str, sha256: str, config: SessionConfig, cache_dir: Path | None = None
-) -> SamDecoderSessions:
+    sam: Sam, model: str, sha256: str, device: str, cache_dir: Path | None = None
+) -> DecoderSessions:
     paths = export_decoder(sam, model, sha256, cache_dir)
     with torch.no_grad():
         no_mask = sam.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).float().cpu().numpy()
-    return SamDecoderSessions(
-        multi=OnnxSession(paths["decoder_multi"], config, f"{model}/decoder_multi"),
-        single=OnnxSession(paths["decoder_single"], config, f"{model}/decoder_single"),
-        mask_prompt=OnnxSession(paths["mask_prompt"], config, f"{model}/mask_prompt"),
-        no_mask=no_mask,
+    return open_sessions(
+        paths,
+        model,
+        device,
+        no_mask,
         low_res_side=int(sam.prompt_encoder.mask_input_size[0]),
-        pad_size=int(sam.image_encoder.img_size),
+        input_size=int(sam.image_encoder.img_size),
     )
-
-
-def runtime_device(device: str) -> str:
-    """Map a torch device string to an ONNX Runtime device choice."""
-    return "cpu" if device == "cpu" else "cuda"
 
 
 def sam_segmentation_model(
@@ -316,9 +289,7 @@ def sam_segmentation_model(
 ) -> SegmentationModel:
     """Compose a loaded SAM-family model into the engine's encoder + decoder pair."""
     sam = sam.to(device)
-    sessions = decoder_sessions(
-        sam, model, ckpt.sha256, SessionConfig(device=runtime_device(device)), cache_dir
-    )
+    sessions = decoder_sessions(sam, model, ckpt.sha256, device, cache_dir)
     return SegmentationModel(
         name=model, encoder=SamImageEncoder(model, sam), decoder=SamOnnxDecoder(model, sessions)
     )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -33,14 +34,13 @@ from models.interfaces import (
     CheckpointError,
     ImageEmbedding,
     ImageInput,
-    MaskPrediction,
     ModelError,
     PromptInput,
     SegmentationModel,
 )
+from models.onnx.decoder import OnnxPromptDecoder, open_sessions
+from models.onnx.decoder import decoder_spec as onnx_decoder_spec
 from models.onnx.export import GraphSpec, cached_export
-from models.onnx.runtime import OnnxSession, SessionConfig
-from models.sam.backend import MULTIMASK_NAMES, runtime_device
 from models.sam.decoder_graph import direct_taps
 from models.sam2.decoder_graph import Sam2DecoderGraph, Sam2MaskPromptGraph
 
@@ -86,21 +86,7 @@ DECODER_OUTPUTS = ("masks", "iou", "low_res", "object_score")
 
 
 def decoder_spec(multimask: bool) -> GraphSpec:
-    return GraphSpec(
-        name="decoder_multi" if multimask else "decoder_single",
-        version=1,
-        input_names=DECODER_INPUTS,
-        output_names=DECODER_OUTPUTS,
-        dynamic_axes={
-            "point_coords": {1: "N"},
-            "point_labels": {1: "N"},
-            "row_idx": {1: "H"},
-            "row_w": {1: "H"},
-            "col_idx": {1: "W"},
-            "col_w": {1: "W"},
-            "masks": {1: "H", 2: "W"},
-        },
-    )
+    return onnx_decoder_spec(multimask, DECODER_INPUTS, DECODER_OUTPUTS)
 
 
 MASK_PROMPT_SPEC = GraphSpec("mask_prompt", 1, ("mask_input",), ("dense",))
@@ -122,9 +108,16 @@ class Sam2Features:
 
 
 def _model_classes(model_type: str):
-    from transformers import EdgeTamModel, Sam2Model
+    """The image model for an image-only folder; the video model (a superset: same vision tower,
+    prompt encoder and mask decoder, plus SAM 2's memory) for the published video folders."""
+    from transformers import EdgeTamModel, EdgeTamVideoModel, Sam2Model, Sam2VideoModel
 
-    return {"sam2": Sam2Model, "edgetam": EdgeTamModel}[model_type]
+    return {
+        "sam2": Sam2Model,
+        "edgetam": EdgeTamModel,
+        "sam2_video": Sam2VideoModel,
+        "edgetam_video": EdgeTamVideoModel,
+    }[model_type]
 
 
 def _read_config(ckpt: CheckpointFile) -> dict:
@@ -154,7 +147,8 @@ def load_sam2(model: str, checkpoint: Path | str | None):
     ckpt = check_file(checkpoint, model)
     config = _read_config(ckpt)
     found = config.get("model_type")
-    if found != variant.model_type:
+    # Meta's published folders (facebook/sam2.1-hiera-*) are "sam2_video": image + memory weights.
+    if found not in (variant.model_type, f"{variant.model_type}_video"):
         raise CheckpointError(
             f"checkpoint {ckpt.path} is a {found!r} model, not {model!r} "
             f"(model_type {variant.model_type!r}); "
@@ -171,7 +165,7 @@ def load_sam2(model: str, checkpoint: Path | str | None):
                 f"checkpoint {ckpt.path} has Hiera stages {blocks}, which is {other}, not {model!r} "
                 f"{variant.blocks_per_stage}; download {known.where() if known else 'the right folder'}"
             )
-    cls = _model_classes(variant.model_type)
+    cls = _model_classes(found)
     try:
         net, info = cls.from_pretrained(str(ckpt.path), output_loading_info=True)
     except (OSError, ValueError, RuntimeError, SafetensorError) as err:
@@ -208,16 +202,31 @@ class Sam2ImageEncoder:
         self.model = model
         self.processor = processor
 
-    @torch.inference_mode()
     def encode(self, image: ImageInput) -> ImageEmbedding:
-        if image.rgb.ndim != 3 or image.rgb.shape[2] != 3 or image.rgb.dtype != np.uint8:
-            raise ModelError(
-                f"expected an (H, W, 3) uint8 RGB image, got {image.rgb.shape} {image.rgb.dtype}"
-            )
-        pixels = self.processor(images=image.rgb, return_tensors="pt")["pixel_values"]
+        return self.encode_batch([image])[0]
+
+    @torch.inference_mode()
+    def encode_batch(self, images: Sequence[ImageInput]) -> list[ImageEmbedding]:
+        """N images of any sizes in one vision-tower pass of batch N (the processor resizes each to
+        1024 x 1024, so they stack). Same features as N single encodes up to float summation order."""
+        for image in images:
+            if image.rgb.ndim != 3 or image.rgb.shape[2] != 3 or image.rgb.dtype != np.uint8:
+                raise ModelError(
+                    f"expected an (H, W, 3) uint8 RGB image, got {image.rgb.shape} {image.rgb.dtype}"
+                )
+        if not images:
+            return []
+        pixels = self.processor(images=[image.rgb for image in images], return_tensors="pt")["pixel_values"]
         feats = self.model.get_image_embeddings(pixels.to(self.model.device))
         s0, s1, embed = (f.float().cpu().numpy() for f in feats)
-        return ImageEmbedding(self.name, image.size, Sam2Features(embed, s0, s1))
+        return [
+            ImageEmbedding(
+                self.name,
+                image.size,
+                Sam2Features(embed[i : i + 1].copy(), s0[i : i + 1].copy(), s1[i : i + 1].copy()),
+            )
+            for i, image in enumerate(images)
+        ]
 
 
 def encode_prompt(
@@ -242,17 +251,7 @@ def encode_prompt(
     return np.concatenate(coords)[None], np.concatenate(labels)[None]
 
 
-@dataclass(frozen=True)
-class Sam2DecoderSessions:
-    multi: OnnxSession
-    single: OnnxSession
-    mask_prompt: OnnxSession
-    no_mask: np.ndarray  # (1, 256, 1, 1)
-    input_size: int = 1024
-    low_res_side: int = 256
-
-
-class Sam2OnnxDecoder:
+class Sam2OnnxDecoder(OnnxPromptDecoder):
     """Light half: `Sam2Features` + prompt -> masks at the original resolution, via ONNX Runtime.
 
     `MaskPrediction.scores` are the predicted IoUs; the object-presence logit is dropped from the
@@ -260,13 +259,7 @@ class Sam2OnnxDecoder:
     tracking.
     """
 
-    def __init__(self, name: str, sessions: Sam2DecoderSessions) -> None:
-        self.name = name
-        self.sessions = sessions
-
-    def predict(self, embedding: ImageEmbedding, prompt: PromptInput) -> MaskPrediction:
-        if embedding.backend != self.name:
-            raise ModelError(f"decoder {self.name!r} got an embedding from {embedding.backend!r}")
+    def feeds(self, embedding: ImageEmbedding, prompt: PromptInput) -> dict[str, np.ndarray]:
         s = self.sessions
         data: Sam2Features = embedding.data
         coords, labels = encode_prompt(prompt, embedding.original_size, s.input_size)
@@ -282,25 +275,18 @@ class Sam2OnnxDecoder:
         h, w = embedding.original_size
         row_idx, row_w = direct_taps(s.low_res_side, h)
         col_idx, col_w = direct_taps(s.low_res_side, w)
-        session = s.multi if prompt.multimask else s.single
-        masks, iou, low_res, _ = session.run(
-            {
-                "image_embed": data.image_embed,
-                "dense": np.ascontiguousarray(dense),
-                "feat_s0": data.feat_s0,
-                "feat_s1": data.feat_s1,
-                "point_coords": coords,
-                "point_labels": labels,
-                "row_idx": row_idx,
-                "row_w": row_w,
-                "col_idx": col_idx,
-                "col_w": col_w,
-            }
-        )
-        names = MULTIMASK_NAMES if prompt.multimask and len(iou) == len(MULTIMASK_NAMES) else ()
-        return MaskPrediction(
-            masks=masks, scores=iou.astype(np.float32), granularity=names, low_res_logits=low_res
-        )
+        return {
+            "image_embed": data.image_embed,
+            "dense": np.ascontiguousarray(dense),
+            "feat_s0": data.feat_s0,
+            "feat_s1": data.feat_s1,
+            "point_coords": coords,
+            "point_labels": labels,
+            "row_idx": row_idx,
+            "row_w": row_w,
+            "col_idx": col_idx,
+            "col_w": col_w,
+        }
 
 
 def export_decoder(
@@ -337,16 +323,18 @@ def build_sam2_backend(model: str, checkpoint: Path | None, device: str = "cpu")
     """Registry entry for sam2.1_hiera_* and edgetam."""
     net, ckpt = load_sam2(model, checkpoint)
     net = net.to(device)
-    config = SessionConfig(device=runtime_device(device))
     paths = export_decoder(net, model, ckpt.sha256)
     with torch.no_grad():
         no_mask = net.prompt_encoder.no_mask_embed.weight.reshape(1, -1, 1, 1).float().cpu().numpy()
-    sessions = Sam2DecoderSessions(
-        multi=OnnxSession(paths["decoder_multi"], config, f"{model}/decoder_multi"),
-        single=OnnxSession(paths["decoder_single"], config, f"{model}/decoder_single"),
-        mask_prompt=OnnxSession(paths["mask_prompt"], config, f"{model}/mask_prompt"),
-        no_mask=no_mask,
-        input_size=int(net.prompt_encoder.input_image_size),
+    sessions = open_sessions(
+        paths, model, device, no_mask, input_size=int(net.prompt_encoder.input_image_size)
     )
     encoder = Sam2ImageEncoder(model, net, image_processor(ckpt.path))
-    return SegmentationModel(name=model, encoder=encoder, decoder=Sam2OnnxDecoder(model, sessions))
+    tracker = None
+    if net.config.model_type.endswith("_video"):
+        from models.sam2.video import Sam2VideoTracker, video_processor
+
+        tracker = Sam2VideoTracker(model, net, video_processor(ckpt.path, int(net.config.image_size)))
+    return SegmentationModel(
+        name=model, encoder=encoder, decoder=Sam2OnnxDecoder(model, sessions), tracker=tracker
+    )
