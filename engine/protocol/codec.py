@@ -12,10 +12,9 @@ and prompts from a browser). docs/protocol.md documents every field.
 from __future__ import annotations
 
 import json
-import math
 import struct
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -38,13 +37,18 @@ from engine.core import (
 from engine.core.frame import FrameError
 from engine.protocol import payloads as pl
 from engine.protocol.errors import ErrorCode, ProtocolError
+from engine.protocol.fields import bounded as _bounded
+from engine.protocol.fields import check_text
+from engine.protocol.fields import field as _field
+from engine.protocol.fields import floats as _floats
+from engine.protocol.fields import known as _known
 from engine.protocol.messages import (
     PROTOCOL_VERSION,
     AnswerMode,
     Bye,
     Cancel,
-    EverythingRequest,
     ErrorMessage,
+    EverythingRequest,
     FrameMessage,
     Hello,
     Limits,
@@ -62,6 +66,12 @@ from engine.protocol.messages import (
 
 MAGIC = b"XRSG"
 _PREFIX = struct.Struct("<4sI")
+
+# Bounds on values that are finite but absurd (each would overflow a later stage):
+MIN_FOCAL_PX, MAX_FOCAL_PX = 1.0, 1e6  # focal lengths in pixels; principal point within a frame of the image
+MAX_POSE_M = 1e5  # pose entries: a translation beyond 100 km is not a headset in a room
+MAX_DEPTH_SCALE = 1e6  # raw depth units per metre
+MAX_PIXEL = 1e5  # point, box and gaze coordinates in pixels (outside the image is checked later)
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,7 +105,10 @@ class Envelope:
 def parse_envelope(data: bytes | bytearray | memoryview | str, limits: Limits = Limits()) -> Envelope:
     """Split raw bytes into header and payloads; raise ProtocolError on anything malformed."""
     if isinstance(data, str):
-        raw = data.encode("utf-8")
+        try:
+            raw = data.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError(ErrorCode.MALFORMED, "text message is not valid Unicode (lone surrogate)") from None
         if len(raw) > limits.max_header_bytes:
             raise ProtocolError(ErrorCode.TOO_LARGE, f"text message of {len(raw)} bytes exceeds {limits.max_header_bytes}")
         header = _load_header(raw)
@@ -131,8 +144,10 @@ def parse_envelope(data: bytes | bytearray | memoryview | str, limits: Limits = 
 def _load_header(raw: bytes) -> dict[str, Any]:
     try:
         header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(ErrorCode.MALFORMED, f"header is not UTF-8 JSON: {exc}") from None
+    except RecursionError:  # "[[[[...": nesting beyond the interpreter's recursion limit
+        raise ProtocolError(ErrorCode.MALFORMED, "header JSON is nested too deeply") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or an integer past Python's 4300-digit limit
+        raise ProtocolError(ErrorCode.MALFORMED, f"header is not valid UTF-8 JSON: {str(exc)[:200]}") from None
     if not isinstance(header, dict):
         raise ProtocolError(ErrorCode.MALFORMED, "header must be a JSON object")
     version = header.get("v")
@@ -153,41 +168,6 @@ def pack(header: dict[str, Any], payloads: list[tuple[str, str, bytes]] = ()) ->
         header["payloads"] = [{"name": n, "codec": c, "size": len(b)} for n, c, b in payloads]
     raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
     return b"".join([_PREFIX.pack(MAGIC, len(raw)), raw, *(b for _, _, b in payloads)])
-
-
-# ---------------------------------------------------------------------------------------------
-# field validation: every error names the field and what was expected
-
-
-def _field(obj: dict[str, Any], key: str, kind: type, default: Any = ..., ref_id: int | None = None) -> Any:
-    if key not in obj or obj[key] is None:
-        if default is ...:
-            raise ProtocolError(ErrorCode.INVALID_FIELD, f"missing field {key!r}", ref_id)
-        return default
-    value = obj[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field {key!r} must be {kind.__name__}, got {type(value).__name__}", ref_id)
-    if kind is float and not math.isfinite(value):
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field {key!r} must be finite", ref_id)
-    return value
-
-
-def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """Keep the keys a dataclass knows: a newer peer may add fields (forward compatibility)."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
-
-
-def _floats(obj: dict[str, Any], key: str, n: int, ref_id: int | None) -> np.ndarray:
-    value = _field(obj, key, list, ref_id=ref_id)
-    if len(value) != n or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field {key!r} must be a list of {n} numbers", ref_id)
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field {key!r} must be finite", ref_id)
-    return arr
 
 
 # ---------------------------------------------------------------------------------------------
@@ -242,12 +222,15 @@ def check_frame(env: Envelope, limits: Limits = Limits()) -> FrameHeader:
         if not (0 < width <= limits.max_width and 0 < height <= limits.max_height):
             raise ProtocolError(ErrorCode.TOO_LARGE, f"frame {width}x{height} is outside 1x1..{limits.max_width}x{limits.max_height}")
         intr = _field(h, "intrinsics", dict)
+        fx, fy = (_bounded(intr, key, MIN_FOCAL_PX, MAX_FOCAL_PX) for key in ("fx", "fy"))
+        cx = _bounded(intr, "cx", -float(width), 2.0 * width)
+        cy = _bounded(intr, "cy", -float(height), 2.0 * height)
         try:
-            intrinsics = CameraIntrinsics(width, height, *(_field(intr, key, float) for key in ("fx", "fy", "cx", "cy")))
-            pose = Pose(_floats(h, "pose", 16, frame_id).reshape(4, 4)) if h.get("pose") is not None else None
+            intrinsics = CameraIntrinsics(width, height, fx, fy, cx, cy)
+            pose = Pose(_floats(h, "pose", 16, frame_id, MAX_POSE_M).reshape(4, 4)) if h.get("pose") is not None else None
         except FrameError as exc:
             raise ProtocolError(ErrorCode.INVALID_FIELD, str(exc)) from None
-        depth_scale = _field(h, "depth_scale", float, default=1000.0)
+        depth_scale = _bounded(h, "depth_scale", 0.0, MAX_DEPTH_SCALE, default=1000.0)
         if "rgb" not in env.payloads:
             raise ProtocolError(ErrorCode.BAD_IMAGE, "frame has no rgb payload")
         pl.check_image(*env.payloads["rgb"][::-1], height, width)
@@ -357,13 +340,17 @@ def _decode_prompt(env: Envelope, limits: Limits) -> PromptMessage:
 
 
 def _item_point(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    out["points"].append(
-        PointPrompt(_field(item, "x", float, ref_id=pid), _field(item, "y", float, ref_id=pid), _field(item, "label", int, 1, pid))
-    )
+    x, y = (_bounded(item, k, -MAX_PIXEL, MAX_PIXEL, ref_id=pid) for k in ("x", "y"))
+    label = _field(item, "label", int, 1, pid)
+    if label not in (0, 1):
+        raise ProtocolError(ErrorCode.BAD_PROMPT, f"point label must be 1 (object) or 0 (background), got {label}", pid)
+    out["points"].append(PointPrompt(x, y, label))
+    if len(out["points"]) > limits.max_points:  # stop early: a list of 10**6 points is refused at the first extra one
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"at most {limits.max_points} points per prompt", pid)
 
 
 def _item_box(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    out["box"] = BoxPrompt(*(_field(item, k, float, ref_id=pid) for k in ("x0", "y0", "x1", "y1")))
+    out["box"] = BoxPrompt(*(_bounded(item, k, -MAX_PIXEL, MAX_PIXEL, ref_id=pid) for k in ("x0", "y0", "x1", "y1")))
 
 
 def _item_mask(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
@@ -380,17 +367,27 @@ def _item_mask(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -
 
 
 def _item_text(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    text = _field(item, "text", str, ref_id=pid).strip()
+    text = _field(item, "text", str, ref_id=pid)
+    if len(text) > 4 * limits.max_text_chars:  # before strip(): do not copy a huge string
+        raise ProtocolError(ErrorCode.BAD_PROMPT, f"text must have 1..{limits.max_text_chars} characters", pid)
+    text = text.strip()
     if not text or len(text) > limits.max_text_chars:
         raise ProtocolError(ErrorCode.BAD_PROMPT, f"text must have 1..{limits.max_text_chars} characters", pid)
     out["text"] = text
 
 
 def _item_gaze(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    for sample in _field(item, "samples", list, ref_id=pid):
+    samples = _field(item, "samples", list, ref_id=pid)
+    if len(out["gaze"]) + len(samples) > limits.max_gaze_samples:
+        raise ProtocolError(ErrorCode.TOO_LARGE, f"at most {limits.max_gaze_samples} gaze samples per prompt", pid)
+    for sample in samples:
         if not (isinstance(sample, list) and len(sample) in (3, 4)):
             raise ProtocolError(ErrorCode.BAD_PROMPT, "each gaze sample is [t, x, y] or [t, x, y, confidence]", pid)
         values = _floats({"s": sample}, "s", len(sample), pid)
+        if np.any(np.abs(values[1:3]) > MAX_PIXEL):
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"gaze x, y must be pixel coordinates within +-{MAX_PIXEL:g}", pid)
+        if len(values) == 4 and not 0.0 <= values[3] <= 1.0:
+            raise ProtocolError(ErrorCode.INVALID_FIELD, f"gaze confidence must be in [0, 1], got {values[3]:g}", pid)
         out["gaze"].append(GazeSample(*(float(v) for v in values)))
 
 
@@ -526,8 +523,12 @@ def _encode_plain(kind: MessageType, msg: Any) -> bytes:
 
 def _decode_hello(env: Envelope, limits: Limits) -> Hello:
     h = env.header
+    token = h.get("token")
+    if not isinstance(token, str) or not token:
+        raise ProtocolError(ErrorCode.UNAUTHORIZED, "hello needs the session 'token' (a string); ask the engine operator for one")
+    check_text(token, "token")
     return Hello(
-        token=_field(h, "token", str),
+        token=token,
         client=_field(h, "client", str, default=""),
         protocol_version=h["v"],
         session_id=_field(h, "session_id", str, default=None),
@@ -572,8 +573,8 @@ def decode_envelope(env: Envelope, limits: Limits = Limits()) -> Message:
         if exc.ref_id is None:
             exc.ref_id = env.ref_id
         raise
-    except (KeyError, TypeError, ValueError) as exc:  # a field of the right type but an impossible value
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"{env.type} message: {exc}", env.ref_id) from None
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # right type, impossible value
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"{env.type} message: {str(exc)[:200]}", env.ref_id) from None
 
 
 def decode_message(data: bytes | bytearray | memoryview | str, limits: Limits = Limits()) -> Message:
