@@ -38,7 +38,7 @@ from engine.core.frame import FrameError
 from engine.protocol import payloads as pl
 from engine.protocol.errors import ErrorCode, ProtocolError
 from engine.protocol.fields import bounded as _bounded
-from engine.protocol.fields import check_text
+from engine.protocol.fields import MAX_ABS_INT, check_text
 from engine.protocol.fields import field as _field
 from engine.protocol.fields import floats as _floats
 from engine.protocol.fields import known as _known
@@ -93,8 +93,8 @@ class Envelope:
     def ref_id(self) -> int | None:
         for key in ("prompt_id", "frame_id"):
             value = self.header.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
+            if isinstance(value, int) and not isinstance(value, bool) and abs(value) <= MAX_ABS_INT:
+                return value  # an id out of range is not echoed: the client could not decode it
         return None
 
 
