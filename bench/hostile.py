@@ -48,7 +48,9 @@ def engine_process() -> Iterator[str]:
     cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", "0", "--token", TOKEN,
            "--log-level", "WARNING"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
+    )
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -109,7 +111,9 @@ async def _hostile(url: str, case: str, stop_at: float) -> None:
         while time.time() < stop_at:
             conns = await asyncio.gather(*(connect(url) for _ in range(200)), return_exceptions=True)
             await asyncio.sleep(1.0)
-            await asyncio.gather(*(c.close() for c in conns if not isinstance(c, BaseException)), return_exceptions=True)
+            await asyncio.gather(
+                *(c.close() for c in conns if not isinstance(c, BaseException)), return_exceptions=True
+            )
     elif case == "flood":
         async with connect(url, max_size=None) as ws:
             await ws.send(encode_message(Hello(TOKEN, "flood")))
@@ -164,7 +168,9 @@ def main() -> None:
         alone = asyncio.run(good_latencies(url, args.prompts))
         for case in args.cases:
             stop_at = time.time() + 3600
-            proc = multiprocessing.get_context("spawn").Process(target=_hostile_process, args=(url, case, stop_at))
+            proc = multiprocessing.get_context("spawn").Process(
+                target=_hostile_process, args=(url, case, stop_at)
+            )
             proc.start()
             time.sleep(2.0)  # let it get going
             during = asyncio.run(good_latencies(url, args.prompts))
@@ -176,7 +182,9 @@ def main() -> None:
             print(f"{case:>12}: p50 {a['p50']:.1f} -> {d['p50']:.1f} ms, p95 {a['p95']:.1f} -> {d['p95']:.1f} ms "
                   f"(x{rows[-1]['p95_ratio']})", flush=True)  # fmt: skip
             alone = asyncio.run(good_latencies(url, args.prompts))  # re-measure alone: the machine drifts
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
     payload = {"bench": "hostile", "commit": commit, "machine": machine(), "load_before": load_before,
                "load_after": _load(), "prompts_per_phase": args.prompts, "runs": 1, "cases": rows,
                "note": "upper bounds when other work shares the machine; alone is re-measured after each case"}  # fmt: skip
@@ -184,7 +192,9 @@ def main() -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     xs = range(len(rows))
     ax.bar([x - 0.2 for x in xs], [r["alone"]["p95"] for r in rows], 0.4, label="p95 alone")
-    ax.bar([x + 0.2 for x in xs], [r["during"]["p95"] for r in rows], 0.4, label="p95 beside the hostile client")
+    ax.bar(
+        [x + 0.2 for x in xs], [r["during"]["p95"] for r in rows], 0.4, label="p95 beside the hostile client"
+    )
     ax.set_xticks(list(xs), [r["case"] for r in rows])
     ax.set_ylabel("prompt -> result (ms)")
     ax.set_title(f"well-behaved session beside a hostile one (n={args.prompts} each, load {load_before[0]})")

@@ -42,7 +42,19 @@ TOKEN = "bench-soak"
 REPO = Path(__file__).resolve().parent.parent
 LIVINGROOM = REPO.parent / "shared" / "data" / "rgbd" / "livingroom1_micro"
 SAMPLE_S = 10.0
-_T95 = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 8: 2.31, 10: 2.23, 15: 2.13, 20: 2.09, 30: 2.04}
+_T95 = {
+    1: 12.71,
+    2: 4.30,
+    3: 3.18,
+    4: 2.78,
+    5: 2.57,
+    6: 2.45,
+    8: 2.31,
+    10: 2.23,
+    15: 2.13,
+    20: 2.09,
+    30: 2.04,
+}
 
 
 @dataclass
@@ -67,7 +79,9 @@ def engine_process(http_port: int) -> Iterator[tuple[str, str, int]]:
     cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", str(http_port), "--loopback",
            "--token", TOKEN, "--log-level", "WARNING"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=REPO
+    )
     try:
         assert proc.stdout is not None
         ws = None
@@ -100,7 +114,9 @@ async def _ws_session(url: str, log: SessionLog, frames: list, stop_at: float) -
     from engine.protocol import ImageCodec, pack
     from engine.protocol import payloads as pl
 
-    rgb = [pl.encode_image(f.rgb, ImageCodec.JPEG) for f in frames]  # encoded once: the client is not what we measure
+    rgb = [
+        pl.encode_image(f.rgb, ImageCodec.JPEG) for f in frames
+    ]  # encoded once: the client is not what we measure
     depth = [pl.encode_depth(f.depth, pl.DepthCodec.RDZ) for f in frames]
     k = frames[0].intrinsics
     async with XrsegClient.connect(url, TOKEN, log.name) as client:
@@ -137,7 +153,9 @@ async def _rtc_session(url: str, log: SessionLog, frames: list, stop_at: float) 
             now = time.time()
             gaze = tuple(GazeSample(now - j / 120, 320, 240, 0.9) for j in range(4))
             with contextlib.suppress(Exception):
-                client.gaze_nowait(Prompt(10**6 + fid, fid, gaze=gaze)).add_done_callback(lambda f: f.exception())
+                client.gaze_nowait(Prompt(10**6 + fid, fid, gaze=gaze)).add_done_callback(
+                    lambda f: f.exception()
+                )
             if fid % 5 == 0:
                 await _measure(client, log, Prompt(fid, fid, points=(PointPrompt(320, 240),)), EngineError)
             await asyncio.sleep(max(0.0, t_next - time.perf_counter()))
@@ -168,7 +186,10 @@ async def _sampler(pid: int, logs: list[SessionLog], samples: list[dict], stop_a
         samples.append({"t": round(now - t0, 1), "rss_mb": round(proc.memory_info().rss / 2**20, 1),
                         "fds": proc.num_fds(), "sessions": window})  # fmt: skip
         last = now
-        print(f"t={samples[-1]['t']:6.0f}s rss {samples[-1]['rss_mb']:7.1f} MB fds {samples[-1]['fds']:4d}", flush=True)
+        print(
+            f"t={samples[-1]['t']:6.0f}s rss {samples[-1]['rss_mb']:7.1f} MB fds {samples[-1]['fds']:4d}",
+            flush=True,
+        )
 
 
 def trend(t: list[float], y: list[float]) -> dict:
@@ -179,7 +200,11 @@ def trend(t: list[float], y: list[float]) -> dict:
     x, v = np.asarray(t) / 60.0, np.asarray(y, dtype=float)
     slope, intercept = np.polyfit(x, v, 1)
     resid = v - (slope * x + intercept)
-    se = math.sqrt(float(resid @ resid) / (n - 2) / float(((x - x.mean()) ** 2).sum())) if n > 2 else float("inf")
+    se = (
+        math.sqrt(float(resid @ resid) / (n - 2) / float(((x - x.mean()) ** 2).sum()))
+        if n > 2
+        else float("inf")
+    )
     tval = _T95[min((k for k in _T95 if k >= n - 2), default=30)]
     lo, hi = slope - tval * se, slope + tval * se
     growth = (v[-1] - v[0]) / v[0] * 100 if v[0] else 0.0
@@ -192,12 +217,19 @@ async def run(args: argparse.Namespace, ws_url: str, http_url: str, pid: int) ->
     frames = await asyncio.to_thread(_frames)
     n_rtc = round(args.sessions * args.webrtc_share)
     fps_values = [5.0 + 10.0 * i / max(1, args.sessions - 1) for i in range(args.sessions)]
-    logs = [SessionLog(f"s{i:02d}", "webrtc" if i < n_rtc else "websocket", fps_values[i]) for i in range(args.sessions)]
+    logs = [
+        SessionLog(f"s{i:02d}", "webrtc" if i < n_rtc else "websocket", fps_values[i])
+        for i in range(args.sessions)
+    ]
     t0 = time.time()
     stop_at = t0 + args.minutes * 60
     samples: list[dict] = []
     tasks = [
-        (_rtc_session(http_url, log, frames, stop_at) if log.transport == "webrtc" else _ws_session(ws_url, log, frames, stop_at))
+        (
+            _rtc_session(http_url, log, frames, stop_at)
+            if log.transport == "webrtc"
+            else _ws_session(ws_url, log, frames, stop_at)
+        )
         for log in logs
     ]
     results = await asyncio.gather(_sampler(pid, logs, samples, stop_at, t0), *tasks, return_exceptions=True)
@@ -229,7 +261,9 @@ def main() -> None:
     load_before = [round(x, 2) for x in os.getloadavg()]
     with engine_process(_free_port()) as (ws_url, http_url, pid):
         out = asyncio.run(run(args, ws_url, http_url, pid))
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO).stdout.strip()
+    commit = subprocess.run(
+        ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=REPO
+    ).stdout.strip()
     payload = {"bench": "soak", "commit": commit, "machine": machine(), "load_before": load_before,
                "load_after": [round(x, 2) for x in os.getloadavg()], "sessions": args.sessions, "minutes": args.minutes,
                "sample_s": SAMPLE_S, "runs": 1, **out,
@@ -249,7 +283,9 @@ def main() -> None:
     a2.set_title(f"{args.sessions} sessions; median p95 {out['median_session_p95_ms']} ms")
     fig.tight_layout()
     fig.savefig(RESULTS / "soak.png", dpi=120)
-    print(f"RSS {out['rss']}\nfds {out['fds']}\nstarved {out['starved_sessions']}; wrote {RESULTS / 'soak.json'}")
+    print(
+        f"RSS {out['rss']}\nfds {out['fds']}\nstarved {out['starved_sessions']}; wrote {RESULTS / 'soak.json'}"
+    )
 
 
 if __name__ == "__main__":

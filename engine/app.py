@@ -95,7 +95,9 @@ class XrsegServer:
 
     async def _start_admin(self) -> None:
         app = web.Application()
-        add_admin_routes(app, self.engine, lambda: len(self.webrtc.peers) if self.webrtc else 0, require_auth=False)
+        add_admin_routes(
+            app, self.engine, lambda: len(self.webrtc.peers) if self.webrtc else 0, require_auth=False
+        )
         self._admin = web.AppRunner(app, access_log=None)
         await self._admin.setup()
         site = web.TCPSite(self._admin, self.config.admin_host, self.config.admin_port)
@@ -131,7 +133,9 @@ class XrsegServer:
         if self.websocket is not None:
             lines.append(f"WebSocket sessions on {self.websocket.url}")
         if self.webrtc is not None:
-            lines.append(f"WebRTC offers to {self.webrtc.url}/webrtc/offer; /health and /metrics need a bearer token")
+            lines.append(
+                f"WebRTC offers to {self.webrtc.url}/webrtc/offer; /health and /metrics need a bearer token"
+            )
         if self.admin_url is not None:
             lines.append(f"admin /health and /metrics (no token) on {self.admin_url}")
         return lines

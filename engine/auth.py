@@ -80,7 +80,7 @@ def load_secret(path: Path) -> bytes:
     if len(secret) < MIN_SECRET_BYTES:
         raise ValueError(
             f"token secret {path} has {len(secret)} bytes; use at least {MIN_SECRET_BYTES}, e.g. "
-            f"python -c \"import secrets; print(secrets.token_hex(32))\" > {path}"
+            f'python -c "import secrets; print(secrets.token_hex(32))" > {path}'
         )
     return secret
 
@@ -136,7 +136,9 @@ class Authenticator:
         except ValueError:
             raise AuthError("malformed", "token signature is not base64url") from None
         if not hmac.compare_digest(signature, expected):
-            raise AuthError("bad_signature", "token signature does not verify; mint a new one with xrseg token")
+            raise AuthError(
+                "bad_signature", "token signature does not verify; mint a new one with xrseg token"
+            )
         try:
             claims = json.loads(_unb64(parts[1]))
         except (ValueError, RecursionError):

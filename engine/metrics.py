@@ -29,11 +29,17 @@ STAGE_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25
 # SessionStats field -> (metric name, help). prompts_dropped are prompts superseded by newer ones.
 _SESSION_COUNTERS = {
     "frames_received": ("xrseg_frames_received", "Frames received by sessions."),
-    "frames_dropped": ("xrseg_frames_dropped", "Frames pushed out of a session's window unused (newest wins)."),
+    "frames_dropped": (
+        "xrseg_frames_dropped",
+        "Frames pushed out of a session's window unused (newest wins).",
+    ),
     "frames_decoded": ("xrseg_frames_decoded", "Frames whose pixels were decoded."),
     "prompts_received": ("xrseg_prompts_received", "Prompts received by sessions."),
     "prompts_answered": ("xrseg_prompts_answered", "Prompts answered with a result."),
-    "prompts_dropped": ("xrseg_prompts_superseded", "Prompts dropped from a full queue by newer ones (each reported)."),
+    "prompts_dropped": (
+        "xrseg_prompts_superseded",
+        "Prompts dropped from a full queue by newer ones (each reported).",
+    ),
     "errors_sent": ("xrseg_session_errors", "Errors reported by sessions to their clients."),
     "keyframes_encoded": ("xrseg_keyframes_encoded", "Keyframes encoded."),
     "speculative_decodes": ("xrseg_speculative_decodes", "Decodes at a gaze fixation before anyone asked."),
@@ -52,24 +58,41 @@ class EngineMetrics:
         self.connections_refused = Counter(
             "xrseg_connections_refused", "Connections refused at a cap.", ["transport", "reason"], registry=r
         )
-        self.hello_timeouts = Counter("xrseg_hello_timeouts", "Connections closed for sending no hello.", ["transport"], registry=r)
-        self.messages = Counter("xrseg_messages_received", "Messages received from clients.", ["transport"], registry=r)
+        self.hello_timeouts = Counter(
+            "xrseg_hello_timeouts", "Connections closed for sending no hello.", ["transport"], registry=r
+        )
+        self.messages = Counter(
+            "xrseg_messages_received", "Messages received from clients.", ["transport"], registry=r
+        )
         self.messages_refused = Counter(
-            "xrseg_messages_refused", "Inbound messages dropped (rate limit, full inbox).", ["transport", "reason"], registry=r
+            "xrseg_messages_refused",
+            "Inbound messages dropped (rate limit, full inbox).",
+            ["transport", "reason"],
+            registry=r,
         )
         self.replies_dropped = Counter(
-            "xrseg_replies_dropped", "Replies dropped because the client did not read them.", ["transport"], registry=r
+            "xrseg_replies_dropped",
+            "Replies dropped because the client did not read them.",
+            ["transport"],
+            registry=r,
         )
         self.errors = Counter("xrseg_errors_sent", "Errors sent to clients, by code.", ["code"], registry=r)
-        self.results = Counter("xrseg_results_sent", "Results sent to clients, by kind.", ["kind"], registry=r)
+        self.results = Counter(
+            "xrseg_results_sent", "Results sent to clients, by kind.", ["kind"], registry=r
+        )
         self.handler_failures = Counter(
-            "xrseg_handler_failures", "Messages whose handling raised an unexpected exception (a bug).", ["transport"], registry=r
+            "xrseg_handler_failures",
+            "Messages whose handling raised an unexpected exception (a bug).",
+            ["transport"],
+            registry=r,
         )
         self.stage_seconds = Histogram(
             "xrseg_stage_seconds", "Per-stage latency of answered prompts (from result timestamps).", ["stage"],
             buckets=STAGE_BUCKETS, registry=r,
         )  # fmt: skip
-        self.auth_failures = Counter("xrseg_auth_failures", "Failed authentications, by reason.", ["reason"], registry=r)
+        self.auth_failures = Counter(
+            "xrseg_auth_failures", "Failed authentications, by reason.", ["reason"], registry=r
+        )
         self._sessions_collector = _SessionCollector(sessions, encoder)
         r.register(self._sessions_collector)
 
@@ -129,8 +152,18 @@ class _SessionCollector(Collector):
                 "xrseg_encoder_queue_depth", "Keyframe encodes waiting (one per session at most).",
                 value=len(getattr(encoder, "_waiting", ())),  # KeyframeEncoder has no public depth yet
             )  # fmt: skip
-            yield CounterMetricFamily("xrseg_encoder_frames", "Frames encoded as keyframes.", value=stats.frames)
+            yield CounterMetricFamily(
+                "xrseg_encoder_frames", "Frames encoded as keyframes.", value=stats.frames
+            )
             yield CounterMetricFamily("xrseg_encoder_batches", "Encoder calls.", value=stats.batches)
-            yield CounterMetricFamily("xrseg_encoder_superseded", "Encode requests replaced by a newer frame.", value=stats.superseded)
-            yield CounterMetricFamily("xrseg_encoder_failed", "Frames that could not be encoded.", value=stats.failed)
-            yield CounterMetricFamily("xrseg_encoder_busy_seconds", "Time the encoder spent encoding.", value=stats.busy_s)
+            yield CounterMetricFamily(
+                "xrseg_encoder_superseded",
+                "Encode requests replaced by a newer frame.",
+                value=stats.superseded,
+            )
+            yield CounterMetricFamily(
+                "xrseg_encoder_failed", "Frames that could not be encoded.", value=stats.failed
+            )
+            yield CounterMetricFamily(
+                "xrseg_encoder_busy_seconds", "Time the encoder spent encoding.", value=stats.busy_s
+            )

@@ -19,7 +19,15 @@ with atheris.instrument_imports():
     import numpy as np
 
     from engine.core import CameraIntrinsics, Pose, RGBDFrame
-    from engine.protocol import DepthCodec, ErrorCode, ImageCodec, Limits, ProtocolError, decode_message, encode_frame
+    from engine.protocol import (
+        DepthCodec,
+        ErrorCode,
+        ImageCodec,
+        Limits,
+        ProtocolError,
+        decode_message,
+        encode_frame,
+    )
 
 LIMITS = Limits(max_message_bytes=1 << 20)
 
@@ -32,7 +40,11 @@ def _seed(codec: ImageCodec, depth: DepthCodec) -> bytes:
     return encode_frame(frame, codec, depth)
 
 
-SEEDS = [_seed(ImageCodec.PNG, DepthCodec.RDZ), _seed(ImageCodec.JPEG, DepthCodec.PNG16), _seed(ImageCodec.RAW, DepthCodec.RAW16)]
+SEEDS = [
+    _seed(ImageCodec.PNG, DepthCodec.RDZ),
+    _seed(ImageCodec.JPEG, DepthCodec.PNG16),
+    _seed(ImageCodec.RAW, DepthCodec.RAW16),
+]
 
 
 def one_input(data: bytes) -> None:

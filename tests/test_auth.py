@@ -12,7 +12,7 @@ from websockets.asyncio.client import connect
 
 from clients.ws_client import EngineError, XrsegClient
 from engine.admission import AdmissionConfig
-from engine.auth import AuthConfig, AuthError, Authenticator, mint_token
+from engine.auth import AuthConfig, Authenticator, AuthError, mint_token
 from engine.config import EngineConfig
 from engine.core import PointPrompt, Prompt
 from engine.protocol import ErrorCode, ErrorMessage, ImageCodec, decode_message
@@ -46,7 +46,9 @@ def test_non_ascii_and_odd_tokens_are_refused_not_crashed(token: str) -> None:
     auth = Authenticator(AuthConfig(secret=SECRET, plain_tokens=("plain",)))
     with pytest.raises(AuthError):
         auth.verify(token)
-    assert Authenticator(AuthConfig(plain_tokens=("t\u00f6ken",))).verify("t\u00f6ken").name.startswith("token-")
+    assert (
+        Authenticator(AuthConfig(plain_tokens=("t\u00f6ken",))).verify("t\u00f6ken").name.startswith("token-")
+    )
 
 
 @pytest.fixture
@@ -77,12 +79,21 @@ async def test_only_the_identity_that_opened_a_session_resumes_it(signed_engine:
         with pytest.raises(EngineError) as info:
             await XrsegClient.connect(url, intruder, "intruder", session_id=sid)
         assert info.value.code == ErrorCode.UNAUTHORIZED
-    result = await owner.prompt(Prompt(2, frame.frame_id, points=(PointPrompt(60, 60),)))  # the owner is unaffected
+    result = await owner.prompt(
+        Prompt(2, frame.frame_id, points=(PointPrompt(60, 60),))
+    )  # the owner is unaffected
     assert result.prompt_id == 2
     await owner.close(bye=False)
-    async with XrsegClient.connect(url, mint_token(SECRET, "alice", 600), "alice again", session_id=sid) as back:
+    async with XrsegClient.connect(
+        url, mint_token(SECRET, "alice", 600), "alice again", session_id=sid
+    ) as back:
         assert back.session_id == sid  # a fresh token of the same identity resumes
-    assert signed_engine.engine.metrics.registry.get_sample_value("xrseg_auth_failures_total", {"reason": "resume_denied"}) == 2
+    assert (
+        signed_engine.engine.metrics.registry.get_sample_value(
+            "xrseg_auth_failures_total", {"reason": "resume_denied"}
+        )
+        == 2
+    )
 
 
 async def test_expired_missing_and_non_ascii_tokens_are_unauthorized(signed_engine: LiveEngine) -> None:
@@ -122,7 +133,9 @@ def test_token_command_mints_a_verifiable_token(tmp_path: Path) -> None:
 
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET + b"\n")
-    result = CliRunner().invoke(app, ["token", "--secret-file", str(secret), "--identity", "bob", "--ttl", "60"])
+    result = CliRunner().invoke(
+        app, ["token", "--secret-file", str(secret), "--identity", "bob", "--ttl", "60"]
+    )
     assert result.exit_code == 0, result.output
     assert Authenticator(AuthConfig(secret=SECRET)).verify(result.output.strip()).name == "bob"
     short = tmp_path / "short"

@@ -100,10 +100,14 @@ async def test_a_client_that_never_reads_loses_only_its_own_replies(hostile_engi
                 await asyncio.sleep(0.05)
         answered = await _good_session_answers(url, 20)
         assert answered == list(range(1, 21))
-        assert _sample(engine, "xrseg_replies_dropped_total", transport="websocket") > 0  # bounded, counted drop
+        assert (
+            _sample(engine, "xrseg_replies_dropped_total", transport="websocket") > 0
+        )  # bounded, counted drop
         await asyncio.sleep(1.0)  # the rude client is still connected and still not reading
         left = [t for t in asyncio.all_tasks() if "report" in repr(t.get_coro())]
-        assert not left and len(asyncio.all_tasks()) <= tasks_before + 2, "error reports must not pile up as tasks"
+        assert not left and len(asyncio.all_tasks()) <= tasks_before + 2, (
+            "error reports must not pile up as tasks"
+        )
         assert _rss() - rss0 < RSS_BOUND
 
 
@@ -111,12 +115,16 @@ def _prompt_msg(pid: int, frame_id: int) -> bytes:
     return encode_message(PromptMessage(Prompt(pid, frame_id, points=(PointPrompt(60 + pid % 50, 60),))))
 
 
-async def test_200_connections_that_never_say_hello_are_capped_and_timed_out(hostile_engine: LiveEngine) -> None:
+async def test_200_connections_that_never_say_hello_are_capped_and_timed_out(
+    hostile_engine: LiveEngine,
+) -> None:
     engine, url = hostile_engine.engine, hostile_engine.url
     rss0 = _rss()
     good = asyncio.create_task(_good_session_answers(url, 10))
     await asyncio.sleep(0.5)
-    silent = await asyncio.gather(*(connect(url, open_timeout=10) for _ in range(200)), return_exceptions=True)
+    silent = await asyncio.gather(
+        *(connect(url, open_timeout=10) for _ in range(200)), return_exceptions=True
+    )
     opened = [c for c in silent if not isinstance(c, BaseException)]
     closes = []
     for ws in opened:
@@ -125,7 +133,9 @@ async def test_200_connections_that_never_say_hello_are_capped_and_timed_out(hos
         except ConnectionClosed as exc:
             closes.append(exc.rcvd.code if exc.rcvd else None)
     assert await good == list(range(1, 11))
-    refused = _sample(engine, "xrseg_connections_refused_total", transport="websocket", reason="pending_per_address")
+    refused = _sample(
+        engine, "xrseg_connections_refused_total", transport="websocket", reason="pending_per_address"
+    )
     timed_out = _sample(engine, "xrseg_hello_timeouts_total", transport="websocket")
     assert refused + timed_out == 200 and timed_out <= 32 + 1  # the good session's hello was pending too
     assert sorted(set(closes)) == [1008, 1013] and len(closes) == len(opened)
@@ -158,7 +168,9 @@ async def test_a_flood_of_5000_messages_is_dropped_and_counted_and_the_other_ses
     assert _rss() - rss0 < RSS_BOUND
 
 
-async def test_inputs_that_crashed_the_handler_get_coded_errors_on_the_same_connection(hostile_engine: LiveEngine) -> None:
+async def test_inputs_that_crashed_the_handler_get_coded_errors_on_the_same_connection(
+    hostile_engine: LiveEngine,
+) -> None:
     url = hostile_engine.url
     rss0 = _rss()
     frame, _ = block_frame()
@@ -179,7 +191,10 @@ async def test_inputs_that_crashed_the_handler_get_coded_errors_on_the_same_conn
         assert await _good_session_answers(url, 5) == list(range(1, 6))
     for hello, expected in [
         (json.dumps({"v": 1, "type": "hello", "client": "x"}), ErrorCode.UNAUTHORIZED),  # was invalid_field
-        (json.dumps({"v": 1, "type": "hello", "token": "t\u00f6ken"}), ErrorCode.UNAUTHORIZED),  # was a TypeError
+        (
+            json.dumps({"v": 1, "type": "hello", "token": "t\u00f6ken"}),
+            ErrorCode.UNAUTHORIZED,
+        ),  # was a TypeError
         ('{"v":1,"type":"hello","token":"\\udfff"}', ErrorCode.INVALID_FIELD),
         ('{"v":1,"type":"hello","token":' + "[" * 30000 + "]" * 30000 + "}", ErrorCode.MALFORMED),
     ]:

@@ -56,5 +56,8 @@ async def test_metrics_count_frames_prompts_errors_and_stages_without_session_id
         # counters survive the session's end (the client said bye); the other engine's registry saw nothing
         assert server.engine.sessions == {}
         after = _samples(server.engine.metrics.exposition().decode())
-        assert after[("xrseg_prompts_answered_total", ())] == 2 and after[("xrseg_sessions", (("state", "attached"),))] == 0
+        assert (
+            after[("xrseg_prompts_answered_total", ())] == 2
+            and after[("xrseg_sessions", (("state", "attached"),))] == 0
+        )
         assert _samples(other.engine.metrics.exposition().decode())[("xrseg_prompts_answered_total", ())] == 0

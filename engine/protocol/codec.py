@@ -37,8 +37,8 @@ from engine.core import (
 from engine.core.frame import FrameError
 from engine.protocol import payloads as pl
 from engine.protocol.errors import ErrorCode, ProtocolError
-from engine.protocol.fields import bounded as _bounded
 from engine.protocol.fields import MAX_ABS_INT, check_text
+from engine.protocol.fields import bounded as _bounded
 from engine.protocol.fields import field as _field
 from engine.protocol.fields import floats as _floats
 from engine.protocol.fields import known as _known

@@ -19,7 +19,9 @@ from engine.protocol import ErrorCode, ProtocolError
 from engine.server import Engine
 
 
-def add_admin_routes(app: web.Application, engine: Engine, peers: Callable[[], int], require_auth: bool) -> None:
+def add_admin_routes(
+    app: web.Application, engine: Engine, peers: Callable[[], int], require_auth: bool
+) -> None:
     async def health(request: web.Request) -> web.Response:
         if (denied := _check(request, engine, require_auth)) is not None:
             return denied
@@ -43,7 +45,10 @@ def _check(request: web.Request, engine: Engine, require_auth: bool) -> web.Resp
         engine.authenticate(token, request.remote or "")
     except ProtocolError as exc:
         return web.json_response(
-            {"code": str(ErrorCode.UNAUTHORIZED), "message": f"{exc.message} (send Authorization: Bearer <token>)"},
+            {
+                "code": str(ErrorCode.UNAUTHORIZED),
+                "message": f"{exc.message} (send Authorization: Bearer <token>)",
+            },
             status=401,
             headers={"WWW-Authenticate": "Bearer"},
         )

@@ -29,7 +29,13 @@ class Outbox:
     """Lifecycle: start() -> send()* -> close(). send never blocks; close is idempotent."""
 
     def __init__(
-        self, write: Writer, metrics: EngineMetrics, transport: str, max_messages: int, max_bytes: int, name: str = ""
+        self,
+        write: Writer,
+        metrics: EngineMetrics,
+        transport: str,
+        max_messages: int,
+        max_bytes: int,
+        name: str = "",
     ) -> None:
         self._write = write
         self._metrics = metrics
@@ -74,6 +80,7 @@ class Outbox:
 
     async def flush(self, timeout: float) -> None:
         """Wait (at most timeout) until everything queued is written; for a polite close."""
+
         async def drained() -> None:
             while self._queue and not self.closed:
                 await asyncio.sleep(0.005)
