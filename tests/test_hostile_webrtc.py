@@ -17,8 +17,8 @@ from engine.admission import AdmissionConfig
 from engine.config import EngineConfig
 from engine.core import PointPrompt, Prompt
 from engine.protocol import PromptMessage, encode_message
-from tests.test_fuzz_protocol import CRASHERS
 from engine.transport.webrtc import WebRTCConfig
+from tests.test_fuzz_protocol import CRASHERS
 from tests.test_webrtc_support import CLIENT, LIVINGROOM, LOOPBACK, TOKEN, live_rtc
 
 RSS_BOUND = 200 * 1024 * 1024
