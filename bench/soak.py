@@ -176,7 +176,7 @@ async def _measure(client, log: SessionLog, prompt, engine_error: type) -> None:
 async def _sampler(pid: int, logs: list[SessionLog], samples: list[dict], stop_at: float, t0: float) -> None:
     proc = psutil.Process(pid)
     last = time.time()
-    while time.time() < stop_at:
+    while time.time() + SAMPLE_S <= stop_at + 0.5:  # no sample while the sessions are closing
         await asyncio.sleep(SAMPLE_S)
         now = time.time()
         window = {}
