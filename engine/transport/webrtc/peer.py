@@ -40,6 +40,7 @@ from engine.protocol import (
     decode_envelope,
     parse_envelope,
 )
+from engine.protocol.channels import CONTROL_LABEL, GAZE_LABEL
 from engine.protocol.chunking import CHUNK_MAGIC, Reassembler, split_message
 from engine.protocol.codec import check_frame
 from engine.server import Engine
@@ -52,8 +53,6 @@ from engine.transport.webrtc.stats import PeerStats
 
 log = logging.getLogger(__name__)
 
-CONTROL_LABEL = "xrseg"
-GAZE_LABEL = "gaze"
 _INBOX = 64  # data-channel messages waiting to be handled; beyond it they are refused
 _MAX_BUFFERED = 1 << 20  # bytes aiortc may hold unsent on the control channel before the writer waits
 TRANSPORT = "webrtc"

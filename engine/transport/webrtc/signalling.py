@@ -24,9 +24,9 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError
 
 from engine.protocol import ErrorCode, Hello, ProtocolError
+from engine.protocol.channels import VIDEO_CLOCK_HZ
 from engine.server import Engine
 from engine.transport.admin import add_admin_routes
-from engine.transport.webrtc.alignment import VIDEO_CLOCK_HZ
 from engine.transport.webrtc.ice import host_candidates, rtc_configuration
 from engine.transport.webrtc.peer import RtcPeer
 from engine.transport.webrtc.settings import WebRTCConfig
