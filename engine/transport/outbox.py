@@ -78,6 +78,12 @@ class Outbox:
     def queued(self) -> int:
         return len(self._queue)
 
+    @property
+    def congested(self) -> bool:
+        """The client is not keeping up (queue at least half full): a session may skip work whose
+        reply would only be dropped (e.g. supersede queued prompts instead of answering them)."""
+        return len(self._queue) * 2 >= self._max_messages or self._bytes * 2 >= self._max_bytes
+
     async def flush(self, timeout: float) -> None:
         """Wait (at most timeout) until everything queued is written; for a polite close."""
 
