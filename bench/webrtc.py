@@ -293,7 +293,6 @@ async def run_client(url: str, settings: StreamSettings, sequence: Path) -> dict
 
 async def measure_webrtc(settings: StreamSettings, sequence: Path) -> dict:
     """Serve an engine over WebRTC here, stream to it from a client process, collect both sides."""
-    import aiohttp
 
     from engine.config import EngineConfig
     from engine.server import Engine
@@ -324,13 +323,11 @@ async def measure_webrtc(settings: StreamSettings, sequence: Path) -> dict:
             )
             peers: list[dict] = []
             reader = asyncio.create_task(proc.stdout.read())  # type: ignore[union-attr]
-            while not (await asyncio.wait({reader}, timeout=2.0))[0]:  # sample metrics while it streams
-                async with aiohttp.ClientSession() as http, http.get(f"{transport.url}/metrics") as response:
-                    peers = (await response.json())["peers"] or peers
+            while not (await asyncio.wait({reader}, timeout=2.0))[0]:  # sample per-peer counters while it streams
+                peers = [await p.metrics() for p in list(transport.peers.values())] or peers  # in-process only
             out = reader.result()
             await proc.wait()
-            async with aiohttp.ClientSession() as http, http.get(f"{transport.url}/metrics") as response:
-                peers = (await response.json())["recently_closed"] or peers  # final counters
+            peers = list(transport.recently_closed) or peers  # final counters
             usage1 = resource.getrusage(resource.RUSAGE_SELF)
         finally:
             await transport.stop()

@@ -9,7 +9,6 @@ Mount on the main CLI with `app.add_typer(webrtc_app, name="webrtc")`.
 from __future__ import annotations
 
 import asyncio
-import signal
 from pathlib import Path
 from typing import Annotated
 
@@ -38,39 +37,16 @@ def serve(
     checkpoint: Path | None = None,
     idle_timeout_s: float = 10.0,
 ) -> None:
-    """Run the engine with its WebRTC front door (and the WebSocket one beside it)."""
-    import logging
+    """Alias of `xrseg serve` (engine/app.py assembles both): WebRTC front door + WebSocket beside it."""
+    from engine.cli import serve as engine_serve
 
-    from engine.config import EngineConfig
-    from engine.server import Engine
-    from engine.transport.webrtc import IceServer, WebRTCConfig, WebRTCTransport
-    from engine.transport.websocket import WebSocketTransport
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    servers = tuple(IceServer(url, ice_username, ice_credential) for url in ice_server or ())
-    rtc = WebRTCConfig(
-        host, port, servers, ("127.0.0.1",) if loopback else None, idle_timeout_s=idle_timeout_s
-    )
-    config = EngineConfig(host=host, port=ws_port, tokens=tuple(token), model=model, checkpoint=checkpoint)
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-        async with Engine(config) as engine:
-            webrtc = WebRTCTransport(engine, rtc)
-            await webrtc.start()
-            ws = WebSocketTransport(engine) if ws_port else None
-            if ws is not None:
-                await ws.start()
-            typer.echo(f"xrseg engine ({engine.model.name}): WebRTC offers to {webrtc.url}/webrtc/offer"
-                       + (f", WebSocket on {ws.url}" if ws is not None else ""))  # fmt: skip
-            await stop.wait()
-            if ws is not None:
-                await ws.stop()
-            await webrtc.stop()
-
-    asyncio.run(main())
+    engine_serve(
+        host=host, port=ws_port, token=token, token_secret_file=None, model=model, checkpoint=checkpoint,
+        device="cpu", workers=2, clip_checkpoint=None, clip_arch=None, webrtc_port=port, ws=ws_port != 0,
+        ice_server=ice_server, ice_username=ice_username, ice_credential=ice_credential, loopback=loopback,
+        idle_timeout_s=idle_timeout_s, tls_cert=None, tls_key=None, admin_port=None, admin_host="127.0.0.1",
+        log_level="INFO",
+    )  # fmt: skip
 
 
 @webrtc_app.command()

@@ -52,9 +52,8 @@ from engine.protocol import (
     encode_frame,
     encode_message,
 )
+from engine.protocol.channels import CONTROL_LABEL, GAZE_LABEL, VIDEO_CLOCK_HZ
 from engine.protocol.chunking import DEFAULT_MAX_CHUNK, Reassembler, split_message
-
-VIDEO_CLOCK_HZ = 90_000
 
 
 @dataclass(frozen=True)
@@ -371,8 +370,8 @@ class _Connector:
 
     async def _negotiate(self, pc: RTCPeerConnection) -> XrsegRtcClient:
         opts = self._options
-        control = pc.createDataChannel("xrseg", ordered=True)
-        gaze = pc.createDataChannel("gaze", ordered=False, maxRetransmits=0)
+        control = pc.createDataChannel(CONTROL_LABEL, ordered=True)
+        gaze = pc.createDataChannel(GAZE_LABEL, ordered=False, maxRetransmits=0)
         track = FrameTrack(opts.pts_per_frame) if opts.video else None
         if track is not None:
             transceiver = pc.addTransceiver(track, direction="sendonly")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -63,8 +62,11 @@ def demo(
 @app.command()
 def serve(
     host: str = "127.0.0.1",
-    port: int = 8765,
-    token: Annotated[list[str] | None, typer.Option(help="Accepted session token (repeatable). Required.")] = None,
+    port: Annotated[int, typer.Option(help="WebSocket port; 0 picks a free one.")] = 8765,
+    token: Annotated[list[str] | None, typer.Option(help="Accepted plain session token (repeatable; one identity each).")] = None,
+    token_secret_file: Annotated[
+        Path | None, typer.Option(help="HMAC secret of signed, expiring tokens (mint them with `xrseg token`).")
+    ] = None,
     model: Annotated[str, typer.Option(help="Segmentation backend (xrseg models list).")] = "geometric",
     checkpoint: Annotated[Path | None, typer.Option(help="Weights for backends that need them.")] = None,
     device: str = "cpu",
@@ -73,43 +75,76 @@ def serve(
         Path | None, typer.Option(help="CLIP weights for text prompts: open_clip folder, or weights file + --clip-arch.")
     ] = None,
     clip_arch: Annotated[str | None, typer.Option(help="open_clip architecture of a --clip-checkpoint file.")] = None,
-    webrtc_port: Annotated[int, typer.Option(help="WebRTC signalling (HTTP offer, /health, /metrics); 0 for none.")] = 8766,
+    webrtc_port: Annotated[int, typer.Option(help="HTTP: WebRTC offers, /health, /metrics (bearer token); 0 for none.")] = 8766,
+    ws: Annotated[bool, typer.Option(help="Serve the WebSocket transport.")] = True,
+    ice_server: Annotated[list[str] | None, typer.Option(help="STUN/TURN url, e.g. stun:host:3478 (repeatable).")] = None,
+    ice_username: str | None = None,
+    ice_credential: str | None = None,
+    loopback: Annotated[bool, typer.Option(help="Gather ICE candidates on 127.0.0.1 only.")] = False,
+    idle_timeout_s: Annotated[float, typer.Option(help="Close a WebRTC peer silent this long.")] = 10.0,
+    tls_cert: Annotated[Path | None, typer.Option(help="PEM certificate: serve wss:// and https://.")] = None,
+    tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
+    admin_port: Annotated[int | None, typer.Option(help="Separate /health + /metrics bind without a token.")] = None,
+    admin_host: Annotated[str, typer.Option(help="Address of the admin bind (keep it private).")] = "127.0.0.1",
     log_level: str = "INFO",
 ) -> None:
-    """Run the engine: WebSocket on ws://HOST:PORT and WebRTC signalling on http://HOST:WEBRTC_PORT.
-
-    For STUN/TURN servers and other WebRTC settings use `xrseg webrtc serve`.
-    """
-    from engine.server import Engine
-    from engine.transport.webrtc import WebRTCConfig, WebRTCTransport
-    from engine.transport.websocket import WebSocketTransport
+    """Run the engine: WebSocket on ws://HOST:PORT, WebRTC signalling and /health, /metrics on
+    http://HOST:WEBRTC_PORT (wss/https with --tls-cert/--tls-key). engine/app.py assembles it."""
+    from engine.app import ServeConfig, TlsConfig, run_until_stopped
+    from engine.auth import load_secret
+    from engine.transport.webrtc import IceServer, WebRTCConfig
 
     configure_logging(log_level)
-    if not token:
-        raise typer.BadParameter("give at least one --token; clients send it in their hello message", param_hint="--token")
-    config = EngineConfig(host=host, port=port, tokens=tuple(token), model=model, checkpoint=checkpoint, device=device, workers=workers,
-                          clip_checkpoint=clip_checkpoint, clip_arch=clip_arch)
+    secret = None
+    if token_secret_file is not None:
+        try:
+            secret = load_secret(token_secret_file)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--token-secret-file") from None
+    if not token and secret is None:
+        raise typer.BadParameter(
+            "give --token-secret-file (signed tokens) or at least one --token; clients send it in their hello",
+            param_hint="--token",
+        )
+    if (tls_cert is None) != (tls_key is None):
+        raise typer.BadParameter("give both --tls-cert and --tls-key", param_hint="--tls-cert")
+    engine = EngineConfig(host=host, port=port, tokens=tuple(token or ()), token_secret=secret, model=model,
+                          checkpoint=checkpoint, device=device, workers=workers, clip_checkpoint=clip_checkpoint,
+                          clip_arch=clip_arch)  # fmt: skip
+    servers = tuple(IceServer(url, ice_username, ice_credential) for url in ice_server or ())
+    rtc = None
+    if webrtc_port > 0:
+        rtc = WebRTCConfig(host, webrtc_port, servers, ("127.0.0.1",) if loopback else None, idle_timeout_s=idle_timeout_s)
+    config = ServeConfig(
+        engine, websocket=ws, webrtc=rtc, tls=TlsConfig(tls_cert, tls_key) if tls_cert and tls_key else None,
+        admin_host=admin_host, admin_port=admin_port,
+    )  # fmt: skip
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        async with Engine(config) as engine:
-            transport = WebSocketTransport(engine)
-            await transport.start()
-            webrtc = WebRTCTransport(engine, WebRTCConfig(host, webrtc_port)) if webrtc_port else None
-            if webrtc is not None:
-                await webrtc.start()
-            console.print(f"[green]xrseg engine ({engine.model.name}) on {transport.url}", soft_wrap=True)
-            if webrtc is not None:
-                console.print(f"[green]WebRTC offers to {webrtc.url}/webrtc/offer", soft_wrap=True)
-            await stop.wait()
-            if webrtc is not None:
-                await webrtc.stop()
-            await transport.stop()
+    def ready(server: Any) -> None:
+        for line in server.describe():
+            console.print(f"[green]{line}", soft_wrap=True)
 
-    _run_or_explain(main())
+    try:
+        _run_or_explain(run_until_stopped(config, ready))
+    except ValueError as exc:  # a certificate that does not load
+        console.print(f"[red]xrseg: {exc}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def token(
+    secret_file: Annotated[Path, typer.Option(help="The engine's --token-secret-file.")],
+    identity: Annotated[str, typer.Option(help="Who the token is for; the sessions it opens are theirs.")],
+    ttl: Annotated[float, typer.Option(help="Seconds the token stays valid.")] = 3600.0,
+) -> None:
+    """Mint a signed, expiring session token (printed on stdout)."""
+    from engine.auth import load_secret, mint_token
+
+    try:
+        typer.echo(mint_token(load_secret(secret_file), identity, ttl))
+    except ValueError as exc:
+        typer.echo(f"xrseg: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.admission import AdmissionConfig
 from engine.dwell import DwellConfig
 from engine.everything import EverythingConfig
 from engine.fusion.text import TextRankConfig
@@ -21,7 +22,12 @@ class EngineConfig:
     """Everything an Engine needs to start.
 
     Attributes:
-        tokens: session tokens accepted in Hello; empty means "accept any" (local demos only).
+        tokens: legacy plain session tokens accepted in Hello (each one identity); with neither
+            tokens nor token_secret any token is accepted (local demos only). engine/auth.py.
+        token_secret: HMAC secret of signed, expiring tokens (`xrseg token`); the identity in a
+            token owns the sessions it opens.
+        admission: connection caps, message rates, reply queues, failed-auth limits
+            (engine/admission.py).
         model: registry name of the segmentation backend (`xrseg models list`).
         checkpoint: weights file for backends that need one.
         workers: threads for image decode, prompt decode, mapping, cleaning and lift, shared by all
@@ -50,7 +56,9 @@ class EngineConfig:
 
     host: str = "127.0.0.1"
     port: int = 8765
-    tokens: tuple[str, ...] = ()
+    tokens: tuple[str, ...] = field(default=(), repr=False)
+    token_secret: bytes | None = field(default=None, repr=False)
+    admission: AdmissionConfig = field(default_factory=AdmissionConfig)
     model: str = "geometric"
     checkpoint: Path | None = None
     device: str = "cpu"

@@ -354,6 +354,11 @@ class KeyframeEncoder:
         self._wake.set()
         return future
 
+    @property
+    def queue_depth(self) -> int:
+        """Requests waiting for the encoder (not yet started)."""
+        return len(self._waiting)
+
     def encoding(self, owner: str, frame_id: int) -> asyncio.Future[Keyframe] | None:
         """The future of an encode of this frame for this owner, waiting or running, if any."""
         for req in (*self._running, self._waiting.get(owner)):

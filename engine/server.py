@@ -2,20 +2,26 @@
 
 Transports (engine/transport/*) authenticate clients through `open_session`, feed the session
 they get, and call `detach` when their connection ends. A detached session lingers so a client
-that lost its connection can resume it with its token; the reaper frees it after
-`session_linger_s`.
+that lost its connection can resume it; the reaper frees it after `session_linger_s`. Only the
+identity that opened a session (engine/auth.py) may resume it, and failed attempts (wrong
+token, someone else's session id) are rate-limited per address.
+
+Wire codes are chosen here, at the edge: AuthError becomes `unauthorized`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import secrets
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from engine.admission import ConnectionGate, FailedAuthLimiter
+from engine.auth import AuthConfig, Authenticator, AuthError, Identity
 from engine.config import EngineConfig
+from engine.logging_setup import LogThrottle
+from engine.metrics import EngineMetrics
 from engine.pipeline import warm_up
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.scheduler import KeyframeEncoder
@@ -38,7 +44,14 @@ class Engine:
         self._encoder: KeyframeEncoder | None = None
         self._context: SessionContext | None = None
         self._sessions: dict[str, Session] = {}
+        self._owners: dict[str, str] = {}  # session id -> identity that opened it
         self._reaper: asyncio.Task[None] | None = None
+        self._auth = Authenticator(AuthConfig(config.token_secret, config.tokens))
+        a = config.admission
+        self._failed_auth = FailedAuthLimiter(a.auth_failures_burst, a.auth_failures_per_s, a.max_addresses)
+        self.gate = ConnectionGate(a)
+        self.metrics = EngineMetrics(lambda: self._sessions.values(), lambda: self._encoder)
+        self.log_throttle = LogThrottle()
 
     async def start(self) -> None:
         if self._model is None:
@@ -73,8 +86,7 @@ class Engine:
             self._reaper.cancel()
             self._reaper = None
         for session in list(self._sessions.values()):
-            await session.close()
-        self._sessions.clear()
+            await self.close_session(session)
         if self._encoder is not None:
             await self._encoder.stop()
             self._encoder = None
@@ -108,32 +120,58 @@ class Engine:
         """Live sessions by id (read-only view for metrics and tests)."""
         return dict(self._sessions)
 
-    def open_session(self, hello: Hello) -> Session:
-        """Authenticate a Hello and return a new session, or the one it resumes."""
+    def authenticate(self, token: str, peer: str = "") -> Identity:
+        """The identity a token proves, or ProtocolError(UNAUTHORIZED); failures are rate-limited per peer address."""
+        wait = self._failed_auth.blocked_for(peer)
+        if wait > 0:
+            self.metrics.auth_failures.labels("rate_limited").inc()
+            raise ProtocolError(
+                ErrorCode.UNAUTHORIZED, f"too many failed attempts from your address; retry in {wait:.0f} s"
+            )
+        try:
+            return self._auth.verify(token)
+        except AuthError as exc:
+            self._auth_failed(peer, exc.reason)
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, exc.message) from None
+
+    def open_session(self, hello: Hello, peer: str = "") -> Session:
+        """Authenticate a Hello and return a new session, or the one it resumes (same identity only).
+
+        peer: the client's address, for the failed-auth rate limit.
+        """
         if self._context is None:
             raise RuntimeError("engine not started")
-        if self.config.tokens and not any(hmac.compare_digest(hello.token, t) for t in self.config.tokens):
-            raise ProtocolError(
-                ErrorCode.UNAUTHORIZED, "wrong or missing session token; ask the engine operator for one"
-            )
+        identity = self.authenticate(hello.token, peer)
         if hello.session_id is not None:
             session = self._sessions.get(hello.session_id)
-            if session is None or not hmac.compare_digest(session.token, hello.token):
+            if session is None or session.closed or self._owners.get(hello.session_id) != identity.name:
+                self._auth_failed(peer, "resume_denied")  # same answer either way: ids cannot be probed
                 raise ProtocolError(
-                    ErrorCode.UNAUTHORIZED,
-                    f"no session {hello.session_id!r} to resume for this token; open a new one",
+                    ErrorCode.UNAUTHORIZED, "no session with that id to resume for this identity; open a new one"
                 )
             session.resuming()  # the reaper must not free it while this client's handshake finishes
             log.info("session %s resumed", session.session_id)
             return session
-        session = Session(secrets.token_urlsafe(9), hello.token, self._context)
+        session = Session(secrets.token_urlsafe(16), self._context)
         self._sessions[session.session_id] = session
-        log.info("session %s opened by %r", session.session_id, hello.client)
+        self._owners[session.session_id] = identity.name
+        log.info("session %s opened by %r", session.session_id, hello.client[:64])
         return session
 
+    def _auth_failed(self, peer: str, reason: str) -> None:
+        self._failed_auth.failed(peer)
+        self.metrics.auth_failures.labels(reason).inc()
+        if self.log_throttle.allow("auth_failed"):
+            log.warning("failed authentication (%s) from %s [%d similar lines suppressed]", reason, peer or "?",
+                        self.log_throttle.take_suppressed("auth_failed"))
+
     async def close_session(self, session: Session) -> None:
-        self._sessions.pop(session.session_id, None)
-        await session.close()
+        if self._sessions.pop(session.session_id, None) is not None:
+            self._owners.pop(session.session_id, None)
+            self.metrics.retire(session.stats)  # no await between pop and retire: totals never dip
+            await session.close()
+        else:
+            await session.close()
         log.info("session %s closed", session.session_id)
 
     async def reap_idle(self) -> int:

@@ -65,7 +65,7 @@ class Inbox:
 
 def open_session(engine: Engine, name: str = "test") -> tuple[Session, Inbox]:
     inbox = Inbox()
-    session = engine.open_session(Hello(token="", client=name))
+    session = engine.open_session(Hello(token="local", client=name))
     session.attach(inbox.send)
     return session, inbox
 

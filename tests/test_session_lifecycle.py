@@ -57,7 +57,7 @@ async def test_a_resume_restarts_the_reapers_clock() -> None:
         lease = session.attach(inbox.send)
         session.detach(lease)
         session.detached_at = time.monotonic() - 6.0  # its linger ran out a second ago
-        resumed = engine.open_session(Hello(token="", client="test", session_id=session.session_id))
+        resumed = engine.open_session(Hello(token="local", client="test", session_id=session.session_id))
         assert resumed is session
         assert await engine.reap_idle() == 0 and not session.closed  # the handshake is under way
         again = Inbox()
@@ -96,7 +96,7 @@ async def test_a_client_that_never_reads_loses_replies_not_memory() -> None:
     outbox are dropped and counted; prompts keep being answered; nothing else grows."""
     config = EngineConfig(port=0, warm_up=False, reply_queue=4)
     async with Engine(config) as engine:
-        session = engine.open_session(Hello(token="", client="stuck"))
+        session = engine.open_session(Hello(token="local", client="stuck"))
         never = asyncio.Event()
 
         async def blocked_send(message: object) -> None:

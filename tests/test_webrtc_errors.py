@@ -86,9 +86,7 @@ async def test_malformed_messages_get_coded_errors_and_sessions_survive() -> Non
 
         await _answered(good, seq[1], 2)
         await _answered(bad, seq[2], 3)  # the misbehaving session is still fine
-        async with aiohttp.ClientSession() as http, http.get(f"{live.url}/metrics") as response:
-            metrics = await response.json()
-        errors = {p["session_id"]: p["session"]["errors_sent"] for p in metrics["peers"]}
+        errors = {sid: peer.session.stats.errors_sent for sid, peer in live.transport.peers.items()}
         assert errors == {bad.session_id: len(cases) + 2, good.session_id: 0}
 
 
@@ -126,6 +124,9 @@ async def test_signalling_refuses_bad_offers_and_reports_health() -> None:
             assert response.status == 413
         assert live.engine.sessions == {} and live.transport.peers == {}  # nothing leaked
         async with http.get(f"{live.url}/health") as response:
+            assert response.status == 401  # health and metrics need a bearer token
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        async with http.get(f"{live.url}/health", headers=auth) as response:
             assert await response.json() == {"status": "ok", "sessions": 0, "peers": 0}
 
 

@@ -7,7 +7,14 @@ about networks or particular models.
 
 from engine.core.frame import CameraIntrinsics, Pose, RGBDFrame
 from engine.core.prompts import BoxPrompt, GazeSample, MaskPrompt, PointPrompt, Prompt
-from engine.core.results import MaskCandidate, MaskRanking, RLEMask, Segment3D, SegmentationResult, StageTimestamps
+from engine.core.results import (
+    MaskCandidate,
+    MaskRanking,
+    RLEMask,
+    Segment3D,
+    SegmentationResult,
+    StageTimestamps,
+)
 
 __all__ = [
     "BoxPrompt",

@@ -18,7 +18,14 @@ from clients.streamer import StreamPlan, StreamReport, stream_sequence
 from clients.ws_client import TimedResult, XrsegClient
 from engine.config import EngineConfig
 from engine.core import RGBDFrame
-from engine.demo.outputs import fuse_segments, latency_table, render_overlay, write_contact_sheet, write_html, write_ply
+from engine.demo.outputs import (
+    fuse_segments,
+    latency_table,
+    render_overlay,
+    write_contact_sheet,
+    write_html,
+    write_ply,
+)
 from engine.demo.scripts import gaze_script_for, synthetic_sequence
 from engine.server import Engine
 from engine.transport.websocket import WebSocketTransport

@@ -11,25 +11,17 @@ and prompts from a browser). docs/protocol.md documents every field.
 
 from __future__ import annotations
 
-import json
-import math
-import struct
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
 from engine.core import (
-    BoxPrompt,
     CameraIntrinsics,
-    GazeSample,
     MaskCandidate,
-    MaskPrompt,
     MaskRanking,
-    PointPrompt,
     Pose,
-    Prompt,
     RGBDFrame,
     Segment3D,
     SegmentationResult,
@@ -37,13 +29,16 @@ from engine.core import (
 )
 from engine.core.frame import FrameError
 from engine.protocol import payloads as pl
+from engine.protocol.envelope import Envelope, pack, parse_envelope
 from engine.protocol.errors import ErrorCode, ProtocolError
+from engine.protocol.fields import bounded as _bounded
+from engine.protocol.fields import check_text
+from engine.protocol.fields import field as _field
+from engine.protocol.fields import floats as _floats
+from engine.protocol.fields import known as _known
 from engine.protocol.messages import (
-    PROTOCOL_VERSION,
-    AnswerMode,
     Bye,
     Cancel,
-    EverythingRequest,
     ErrorMessage,
     FrameMessage,
     Hello,
@@ -59,136 +54,12 @@ from engine.protocol.messages import (
     StatsMessage,
     Welcome,
 )
+from engine.protocol.prompt_codec import _decode_prompt, encode_prompt
 
-MAGIC = b"XRSG"
-_PREFIX = struct.Struct("<4sI")
-
-
-@dataclass(frozen=True, eq=False)
-class Envelope:
-    """A parsed but not yet interpreted message: its header and named payloads.
-
-    Transports use it to route cheaply (e.g. keep only the newest frame) before the costly
-    image decode in decode_message.
-    """
-
-    header: dict[str, Any]
-    payloads: dict[str, tuple[str, memoryview]]  # name -> (codec, bytes)
-
-    @property
-    def type(self) -> str:
-        return self.header["type"]
-
-    @property
-    def ref_id(self) -> int | None:
-        for key in ("prompt_id", "frame_id"):
-            value = self.header.get(key)
-            if isinstance(value, int) and not isinstance(value, bool):
-                return value
-        return None
-
-
-# ---------------------------------------------------------------------------------------------
-# envelope
-
-
-def parse_envelope(data: bytes | bytearray | memoryview | str, limits: Limits = Limits()) -> Envelope:
-    """Split raw bytes into header and payloads; raise ProtocolError on anything malformed."""
-    if isinstance(data, str):
-        raw = data.encode("utf-8")
-        if len(raw) > limits.max_header_bytes:
-            raise ProtocolError(ErrorCode.TOO_LARGE, f"text message of {len(raw)} bytes exceeds {limits.max_header_bytes}")
-        header = _load_header(raw)
-        if header.get("payloads"):
-            raise ProtocolError(ErrorCode.MALFORMED, "a text message cannot carry payloads; send a binary message")
-        return Envelope(header, {})
-    view = memoryview(data)
-    if len(view) > limits.max_message_bytes:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"message of {len(view)} bytes exceeds the limit of {limits.max_message_bytes}")
-    if len(view) < _PREFIX.size:
-        raise ProtocolError(ErrorCode.MALFORMED, "message shorter than the 8-byte prefix")
-    magic, header_len = _PREFIX.unpack_from(view)
-    if magic != MAGIC:
-        raise ProtocolError(ErrorCode.MALFORMED, f"message does not start with {MAGIC!r}; is this an xrseg client?")
-    if header_len > limits.max_header_bytes or _PREFIX.size + header_len > len(view):
-        raise ProtocolError(ErrorCode.MALFORMED, f"header length {header_len} is invalid for a {len(view)}-byte message")
-    header = _load_header(bytes(view[_PREFIX.size : _PREFIX.size + header_len]))
-    offset = _PREFIX.size + header_len
-    payloads: dict[str, tuple[str, memoryview]] = {}
-    for item in _field(header, "payloads", list, default=[]):
-        if not isinstance(item, dict):
-            raise ProtocolError(ErrorCode.MALFORMED, "each payload entry must be an object with name, codec, size")
-        name, codec, size = _field(item, "name", str), _field(item, "codec", str), _field(item, "size", int)
-        if size < 0 or offset + size > len(view):
-            raise ProtocolError(ErrorCode.MALFORMED, f"payload {name!r} of {size} bytes runs past the end of the message")
-        payloads[name] = (codec, view[offset : offset + size])
-        offset += size
-    if offset != len(view):
-        raise ProtocolError(ErrorCode.MALFORMED, f"{len(view) - offset} trailing bytes after the declared payloads")
-    return Envelope(header, payloads)
-
-
-def _load_header(raw: bytes) -> dict[str, Any]:
-    try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ProtocolError(ErrorCode.MALFORMED, f"header is not UTF-8 JSON: {exc}") from None
-    if not isinstance(header, dict):
-        raise ProtocolError(ErrorCode.MALFORMED, "header must be a JSON object")
-    version = header.get("v")
-    if version != PROTOCOL_VERSION:
-        raise ProtocolError(
-            ErrorCode.UNSUPPORTED_VERSION, f"protocol version {version!r} is not supported; this engine speaks v{PROTOCOL_VERSION}"
-        )
-    kind = header.get("type")
-    if kind not in MessageType.__members__.values():
-        raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"unknown message type {kind!r}; v1 types: {', '.join(MessageType)}")
-    return header
-
-
-def pack(header: dict[str, Any], payloads: list[tuple[str, str, bytes]] = ()) -> bytes:
-    """Frame a header and (name, codec, bytes) payloads as one v1 message (adds \"v\" and \"payloads\")."""
-    header = {"v": PROTOCOL_VERSION, **header}
-    if payloads:
-        header["payloads"] = [{"name": n, "codec": c, "size": len(b)} for n, c, b in payloads]
-    raw = json.dumps(header, separators=(",", ":"), allow_nan=False).encode("utf-8")
-    return b"".join([_PREFIX.pack(MAGIC, len(raw)), raw, *(b for _, _, b in payloads)])
-
-
-# ---------------------------------------------------------------------------------------------
-# field validation: every error names the field and what was expected
-
-
-def _field(obj: dict[str, Any], key: str, kind: type, default: Any = ..., ref_id: int | None = None) -> Any:
-    if key not in obj or obj[key] is None:
-        if default is ...:
-            raise ProtocolError(ErrorCode.INVALID_FIELD, f"missing field {key!r}", ref_id)
-        return default
-    value = obj[key]
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field {key!r} must be {kind.__name__}, got {type(value).__name__}", ref_id)
-    if kind is float and not math.isfinite(value):
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field {key!r} must be finite", ref_id)
-    return value
-
-
-def _known(cls: type, values: dict[str, Any]) -> dict[str, Any]:
-    """Keep the keys a dataclass knows: a newer peer may add fields (forward compatibility)."""
-    names = {f.name for f in fields(cls)}
-    return {k: v for k, v in values.items() if k in names}
-
-
-def _floats(obj: dict[str, Any], key: str, n: int, ref_id: int | None) -> np.ndarray:
-    value = _field(obj, key, list, ref_id=ref_id)
-    if len(value) != n or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field {key!r} must be a list of {n} numbers", ref_id)
-    arr = np.asarray(value, dtype=np.float64)
-    if not np.all(np.isfinite(arr)):
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field {key!r} must be finite", ref_id)
-    return arr
-
+# Bounds on values that are finite but absurd (each would overflow a later stage):
+MIN_FOCAL_PX, MAX_FOCAL_PX = 1.0, 1e6  # focal lengths in pixels; principal point within a frame of the image
+MAX_POSE_M = 1e5  # pose entries: a translation beyond 100 km is not a headset in a room
+MAX_DEPTH_SCALE = 1e6  # raw depth units per metre
 
 # ---------------------------------------------------------------------------------------------
 # frames
@@ -242,12 +113,15 @@ def check_frame(env: Envelope, limits: Limits = Limits()) -> FrameHeader:
         if not (0 < width <= limits.max_width and 0 < height <= limits.max_height):
             raise ProtocolError(ErrorCode.TOO_LARGE, f"frame {width}x{height} is outside 1x1..{limits.max_width}x{limits.max_height}")
         intr = _field(h, "intrinsics", dict)
+        fx, fy = (_bounded(intr, key, MIN_FOCAL_PX, MAX_FOCAL_PX) for key in ("fx", "fy"))
+        cx = _bounded(intr, "cx", -float(width), 2.0 * width)
+        cy = _bounded(intr, "cy", -float(height), 2.0 * height)
         try:
-            intrinsics = CameraIntrinsics(width, height, *(_field(intr, key, float) for key in ("fx", "fy", "cx", "cy")))
-            pose = Pose(_floats(h, "pose", 16, frame_id).reshape(4, 4)) if h.get("pose") is not None else None
+            intrinsics = CameraIntrinsics(width, height, fx, fy, cx, cy)
+            pose = Pose(_floats(h, "pose", 16, frame_id, MAX_POSE_M).reshape(4, 4)) if h.get("pose") is not None else None
         except FrameError as exc:
             raise ProtocolError(ErrorCode.INVALID_FIELD, str(exc)) from None
-        depth_scale = _field(h, "depth_scale", float, default=1000.0)
+        depth_scale = _bounded(h, "depth_scale", 0.0, MAX_DEPTH_SCALE, default=1000.0)
         if "rgb" not in env.payloads:
             raise ProtocolError(ErrorCode.BAD_IMAGE, "frame has no rgb payload")
         pl.check_image(*env.payloads["rgb"][::-1], height, width)
@@ -275,146 +149,6 @@ def _decode_frame(env: Envelope, limits: Limits) -> FrameMessage:
     except FrameError as exc:
         raise ProtocolError(ErrorCode.BAD_DEPTH if "depth" in str(exc) else ErrorCode.BAD_IMAGE, str(exc), fh.frame_id) from None
     return FrameMessage(frame)
-
-
-# ---------------------------------------------------------------------------------------------
-# prompts
-
-
-def encode_prompt(
-    prompt: Prompt, track: bool = False, answer: AnswerMode = AnswerMode.NOW, everything: EverythingRequest | None = None
-) -> bytes:
-    """A prompt message; track / answer / everything are written only when not their v1 default."""
-    items: list[dict[str, Any]] = [{"type": "point", "x": p.x, "y": p.y, "label": p.label} for p in prompt.points]
-    payloads: list[tuple[str, str, bytes]] = []
-    if prompt.box is not None:
-        items.append({"type": "box", **asdict(prompt.box)})
-    if prompt.mask is not None:
-        from engine.core import RLEMask
-
-        rle = RLEMask.encode(prompt.mask.mask)
-        payloads.append(("mask", "rle32", pl.encode_rle(rle)))
-        items.append({"type": "mask", "payload": "mask", "height": rle.height, "width": rle.width})
-    if prompt.text:
-        items.append({"type": "text", "text": prompt.text})
-    if prompt.gaze:
-        items.append({"type": "gaze", "samples": [[g.t, g.x, g.y, g.confidence] for g in prompt.gaze]})
-    if everything is not None:
-        items.append({"type": "everything", **{k: v for k, v in asdict(everything).items() if v is not None}})
-    header = {
-        "type": MessageType.PROMPT,
-        "prompt_id": prompt.prompt_id,
-        "frame_id": prompt.frame_id,
-        "multimask": prompt.multimask,
-        "want_3d": prompt.want_3d,
-        "items": items,
-    }
-    if track:
-        header["track"] = True
-    if answer is not AnswerMode.NOW:
-        header["answer"] = str(answer)
-    return pack(header, payloads)
-
-
-def _decode_prompt(env: Envelope, limits: Limits) -> PromptMessage:
-    h = env.header
-    pid = _field(h, "prompt_id", int)
-    parsed: dict[str, Any] = {"points": [], "gaze": []}
-    for item in _field(h, "items", list, ref_id=pid):
-        if not isinstance(item, dict):
-            raise ProtocolError(ErrorCode.BAD_PROMPT, "each prompt item must be an object with a 'type'", pid)
-        parser = _PROMPT_ITEMS.get(item.get("type"))  # type: ignore[arg-type]
-        if parser is None:
-            raise ProtocolError(
-                ErrorCode.UNKNOWN_PROMPT,
-                f"unknown prompt item type {item.get('type')!r}; v1 items: {', '.join(_PROMPT_ITEMS)}",
-                pid,
-            )
-        parser(item, env, parsed, pid, limits)
-    if len(parsed["points"]) > limits.max_points or len(parsed["gaze"]) > limits.max_gaze_samples:
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"at most {limits.max_points} points and {limits.max_gaze_samples} gaze samples", pid)
-    prompt = Prompt(
-        prompt_id=pid,
-        frame_id=_field(h, "frame_id", int, ref_id=pid),
-        points=tuple(parsed["points"]),
-        box=parsed.get("box"),
-        mask=parsed.get("mask"),
-        text=parsed.get("text"),
-        gaze=tuple(parsed["gaze"]),
-        multimask=_field(h, "multimask", bool, default=True, ref_id=pid),
-        want_3d=_field(h, "want_3d", bool, default=True, ref_id=pid),
-    )
-    everything = parsed.get("everything")
-    if prompt.is_empty() and everything is None:
-        raise ProtocolError(ErrorCode.BAD_PROMPT, "prompt has no items; send a point, box, mask, text, gaze or everything", pid)
-    answer = _field(h, "answer", str, default=str(AnswerMode.NOW), ref_id=pid)
-    if answer not in AnswerMode.__members__.values():
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"field 'answer' must be one of {', '.join(AnswerMode)}, got {answer!r}", pid)
-    track = _field(h, "track", bool, default=False, ref_id=pid)
-    if track and everything is not None:
-        raise ProtocolError(ErrorCode.BAD_PROMPT, "an everything prompt cannot be tracked; track one of its masks with a mask prompt", pid)
-    return PromptMessage(prompt, track, AnswerMode(answer), everything)
-
-
-def _item_point(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    out["points"].append(
-        PointPrompt(_field(item, "x", float, ref_id=pid), _field(item, "y", float, ref_id=pid), _field(item, "label", int, 1, pid))
-    )
-
-
-def _item_box(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    out["box"] = BoxPrompt(*(_field(item, k, float, ref_id=pid) for k in ("x0", "y0", "x1", "y1")))
-
-
-def _item_mask(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    name = _field(item, "payload", str, ref_id=pid)
-    if name not in env.payloads:
-        raise ProtocolError(ErrorCode.BAD_PROMPT, f"mask item names payload {name!r}, which the message lacks", pid)
-    height, width = _field(item, "height", int, ref_id=pid), _field(item, "width", int, ref_id=pid)
-    if not (0 < width <= limits.max_width and 0 < height <= limits.max_height):
-        raise ProtocolError(ErrorCode.TOO_LARGE, f"mask {width}x{height} exceeds the frame limits", pid)
-    try:
-        out["mask"] = MaskPrompt(pl.decode_rle(env.payloads[name][1], height, width).decode())
-    except ProtocolError as exc:
-        raise ProtocolError(ErrorCode.BAD_PROMPT, f"mask prompt: {exc.message}", pid) from None
-
-
-def _item_text(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    text = _field(item, "text", str, ref_id=pid).strip()
-    if not text or len(text) > limits.max_text_chars:
-        raise ProtocolError(ErrorCode.BAD_PROMPT, f"text must have 1..{limits.max_text_chars} characters", pid)
-    out["text"] = text
-
-
-def _item_gaze(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    for sample in _field(item, "samples", list, ref_id=pid):
-        if not (isinstance(sample, list) and len(sample) in (3, 4)):
-            raise ProtocolError(ErrorCode.BAD_PROMPT, "each gaze sample is [t, x, y] or [t, x, y, confidence]", pid)
-        values = _floats({"s": sample}, "s", len(sample), pid)
-        out["gaze"].append(GazeSample(*(float(v) for v in values)))
-
-
-def _item_everything(item: dict, env: Envelope, out: dict, pid: int, limits: Limits) -> None:
-    side = _field(item, "points_per_side", int, default=32, ref_id=pid)
-    if not 1 <= side <= 64:
-        raise ProtocolError(ErrorCode.BAD_PROMPT, f"everything: points_per_side must be in 1..64, got {side}", pid)
-    thresholds = {}
-    for key in ("pred_iou_thresh", "stability_score_thresh"):
-        value = _field(item, key, float, default=None, ref_id=pid)
-        if value is not None and not 0.0 <= value <= 1.0:
-            raise ProtocolError(ErrorCode.BAD_PROMPT, f"everything: {key} must be in [0, 1], got {value}", pid)
-        thresholds[key] = value
-    out["everything"] = EverythingRequest(side, **thresholds)
-
-
-_PROMPT_ITEMS: dict[str, Callable[[dict, Envelope, dict, int, Limits], None]] = {
-    "point": _item_point,
-    "box": _item_box,
-    "mask": _item_mask,
-    "text": _item_text,
-    "gaze": _item_gaze,
-    "everything": _item_everything,
-}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -526,8 +260,12 @@ def _encode_plain(kind: MessageType, msg: Any) -> bytes:
 
 def _decode_hello(env: Envelope, limits: Limits) -> Hello:
     h = env.header
+    token = h.get("token")
+    if not isinstance(token, str) or not token:
+        raise ProtocolError(ErrorCode.UNAUTHORIZED, "hello needs the session 'token' (a string); ask the engine operator for one")
+    check_text(token, "token")
     return Hello(
-        token=_field(h, "token", str),
+        token=token,
         client=_field(h, "client", str, default=""),
         protocol_version=h["v"],
         session_id=_field(h, "session_id", str, default=None),
@@ -572,8 +310,8 @@ def decode_envelope(env: Envelope, limits: Limits = Limits()) -> Message:
         if exc.ref_id is None:
             exc.ref_id = env.ref_id
         raise
-    except (KeyError, TypeError, ValueError) as exc:  # a field of the right type but an impossible value
-        raise ProtocolError(ErrorCode.INVALID_FIELD, f"{env.type} message: {exc}", env.ref_id) from None
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:  # right type, impossible value
+        raise ProtocolError(ErrorCode.INVALID_FIELD, f"{env.type} message: {str(exc)[:200]}", env.ref_id) from None
 
 
 def decode_message(data: bytes | bytearray | memoryview | str, limits: Limits = Limits()) -> Message:

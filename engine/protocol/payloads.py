@@ -8,6 +8,7 @@ dimensions without decoding pixels).
 from __future__ import annotations
 
 import io
+import struct
 from enum import StrEnum
 
 import cv2
@@ -58,10 +59,10 @@ def decode_image(data: bytes | memoryview, codec: str, height: int, width: int) 
         )
     if codec not in (ImageCodec.JPEG, ImageCodec.PNG):
         raise ProtocolError(ErrorCode.BAD_IMAGE, f"unknown rgb codec {codec!r}; use jpeg, png or raw")
-    _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE)
+    _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE, codec)
     bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ProtocolError(ErrorCode.BAD_IMAGE, f"rgb payload is not a valid {codec} image")
+    if bgr is None or bgr.shape[:2] != (height, width):
+        raise ProtocolError(ErrorCode.BAD_IMAGE, f"rgb payload is not a valid {width}x{height} {codec} image")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -72,7 +73,7 @@ def check_image(data: bytes | memoryview, codec: str, height: int, width: int) -
     elif codec == ImageCodec.VIDEO:
         _expect_size(data, 0, "video rgb", ErrorCode.BAD_IMAGE)
     elif codec in (ImageCodec.JPEG, ImageCodec.PNG):
-        _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE)
+        _check_header_size(data, height, width, "rgb", ErrorCode.BAD_IMAGE, codec)
     else:
         raise ProtocolError(ErrorCode.BAD_IMAGE, f"unknown rgb codec {codec!r}; use jpeg, png or raw")
 
@@ -84,7 +85,7 @@ def check_depth(data: bytes | memoryview, codec: str, height: int, width: int) -
     elif codec == DepthCodec.F32:
         _expect_size(data, height * width * 4, "f32 depth", ErrorCode.BAD_DEPTH)
     elif codec == DepthCodec.PNG16:
-        _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH)
+        _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH, "png16")
     elif codec == DepthCodec.RDZ:
         try:
             rdz.check_header(data, height, width)
@@ -123,9 +124,9 @@ def decode_depth(data: bytes | memoryview, codec: str, height: int, width: int) 
             raise ProtocolError(ErrorCode.BAD_DEPTH, str(exc)) from None
     if codec != DepthCodec.PNG16:
         raise ProtocolError(ErrorCode.BAD_DEPTH, f"unknown depth codec {codec!r}; use png16, raw16, rdz, f32")
-    _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH)
+    _check_header_size(data, height, width, "depth", ErrorCode.BAD_DEPTH, "png16")
     depth = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if depth is None or depth.ndim != 2 or depth.dtype != np.uint16:
+    if depth is None or depth.shape != (height, width) or depth.dtype != np.uint16:
         raise ProtocolError(ErrorCode.BAD_DEPTH, "depth payload is not a single-channel 16-bit PNG")
     return depth
 
@@ -158,11 +159,26 @@ def _expect_size(data: bytes | memoryview, expected: int, what: str, code: Error
         raise ProtocolError(code, f"{what} payload has {len(data)} bytes, expected {expected} for the declared size")
 
 
-def _check_header_size(data: bytes | memoryview, height: int, width: int, what: str, code: ErrorCode) -> None:
+_SIGNATURES = {"jpeg": (b"\xff\xd8\xff", "JPEG"), "png": (b"\x89PNG\r\n\x1a\n", "PNG"), "png16": (b"\x89PNG\r\n\x1a\n", "PNG")}
+"""codec -> (magic bytes the payload must start with, the one Pillow plugin allowed to read it)."""
+
+# What Pillow's JPEG and PNG header parsers raise on hostile bytes besides OSError / ValueError.
+_PILLOW_ERRORS = (OSError, ValueError, SyntaxError, EOFError, IndexError, KeyError, TypeError, struct.error, Image.DecompressionBombError)
+
+
+def _check_header_size(data: bytes | memoryview, height: int, width: int, what: str, code: ErrorCode, codec: str) -> None:
+    """The payload is the labelled codec (magic bytes) and its header declares the frame's size.
+
+    Only the labelled format's Pillow plugin may read it: a DDS, TGA or PSD file labelled jpeg
+    would otherwise reach a parser nobody meant to expose to clients.
+    """
+    magic, fmt = _SIGNATURES[codec]
+    if bytes(data[: len(magic)]) != magic:
+        raise ProtocolError(code, f"{what} payload is not a {codec} file (its first bytes are not the {codec} signature)")
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data), formats=[fmt]) as img:
             w, h = img.size
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise ProtocolError(code, f"{what} payload is not a readable image: {exc}") from None
+    except _PILLOW_ERRORS as exc:
+        raise ProtocolError(code, f"{what} payload is not a readable {codec} image: {str(exc)[:200]}") from None
     if (w, h) != (width, height):
         raise ProtocolError(code, f"{what} image is {w}x{h} but the frame header says {width}x{height}")

@@ -27,6 +27,8 @@ class Outbox:
         self.dropped = 0
         self._queue: asyncio.Queue[Message] = asyncio.Queue(capacity)
         self._unsent = 0
+        self._empty = asyncio.Event()
+        self._empty.set()
         self._name = name
         self._on_sent = on_sent
 
@@ -45,6 +47,7 @@ class Outbox:
             self.dropped += 1
             return
         self._unsent += 1
+        self._empty.clear()
 
     async def run(self) -> None:
         """The sender task: hand messages to the transport one at a time, in order."""
@@ -57,4 +60,13 @@ class Outbox:
                 log.debug("%s: send failed: %r", self._name, exc)
             finally:
                 self._unsent -= 1
+                if not self._unsent:
+                    self._empty.set()
                 self._on_sent()
+
+    async def drain(self, timeout: float) -> None:
+        """Until every posted message is handed to the transport (a goodbye's stats), or timeout."""
+        try:
+            await asyncio.wait_for(self._empty.wait(), timeout)
+        except TimeoutError:
+            log.debug("%s: %d replies unsent at close", self._name, self._unsent)

@@ -72,10 +72,9 @@ class Lease:
 class Session:
     """State and work of one client. Lifecycle: attach() -> receive()/offer_frame()* -> close()."""
 
-    def __init__(self, session_id: str, token: str, context: SessionContext, identity: str = "") -> None:
+    def __init__(self, session_id: str, context: SessionContext) -> None:
+        """Who may resume it is the engine's business (engine/server.py), not the session's."""
         self.session_id = session_id
-        self.token = token
-        self.identity = identity  # who opened it: only they may resume it
         config = context.config
         self._parts = build_parts(session_id, context, self._landed)
         self._frames = self._parts.frames
@@ -124,7 +123,10 @@ class Session:
             self.detached_at = time.monotonic()
 
     async def close(self) -> None:
-        """Stop every task this session started and forget its state."""
+        """Stop every task this session started and forget its state (replies already posted, such
+        as the stats of a goodbye, get a moment to reach the transport first)."""
+        if self._outbox.send is not None and self._tasks:
+            await self._outbox.drain(1.0)
         self.closed = True
         self._lease = self._outbox.send = None
         tasks = [*self._tasks, *self._inflight]
@@ -188,7 +190,7 @@ class Session:
                 case _:
                     raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"clients may not send {env.type!r} messages")
         except ProtocolError as exc:
-            self._report(exc, None)
+            self.report(exc, None)
 
     def offer_frame(self, pending: PendingFrame) -> None:
         """Keep the newest frames; the keyframe source sees each (camera motion is free to check)."""
@@ -207,7 +209,7 @@ class Session:
         job = PromptJob(message, arrived, self._frames.get(message.prompt.frame_id))
         dropped = self._queue.push(job)
         if dropped is not None:
-            self._report(
+            self.report(
                 Overloaded("prompt dropped: newer prompts arrived faster than answered"), dropped.prompt_id
             )
         self._poke()
@@ -218,11 +220,8 @@ class Session:
 
     # -- outbound ----------------------------------------------------------------------------
 
-    async def report(self, exc: Exception, ref_id: int | None = None) -> None:
+    def report(self, exc: Exception, ref_id: int | None = None) -> None:
         """Send a coded error for `exc` to this client (transports use it for bytes they reject)."""
-        self._report(exc, ref_id)
-
-    def _report(self, exc: Exception, ref_id: int | None) -> None:
         self._parts.counters.errors_sent += 1
         message = error_message(exc, ref_id)
         log.debug(
@@ -233,7 +232,7 @@ class Session:
     def _deliver(self, outgoing: list[Outgoing]) -> None:
         for item in outgoing:
             if isinstance(item, Failure):
-                self._report(item.error, item.ref_id)
+                self.report(item.error, item.ref_id)
                 continue
             assert isinstance(item, Reply)
             if item.kind is ResultKind.TRACK:

@@ -23,8 +23,6 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-VIDEO_CLOCK_HZ = 90_000
-
 
 @dataclass(frozen=True, eq=False)
 class PairedFrame:

@@ -25,11 +25,13 @@ from typing import Any
 from aiortc import RTCDataChannel, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack
 
+from engine.admission import TokenBucket
 from engine.core import RGBDFrame
 from engine.errors import SessionClosed
 from engine.protocol import (
     Envelope,
     ErrorCode,
+    ErrorMessage,
     FrameMessage,
     ImageCodec,
     Message,
@@ -37,13 +39,14 @@ from engine.protocol import (
     ProtocolError,
     ResultMessage,
     decode_envelope,
-    encode_message,
     parse_envelope,
 )
+from engine.protocol.channels import CONTROL_LABEL, GAZE_LABEL
 from engine.protocol.chunking import CHUNK_MAGIC, Reassembler, split_message
 from engine.protocol.codec import check_frame
 from engine.server import Engine
 from engine.session import Lease, PendingFrame, Session
+from engine.transport.outbox import Outbox
 from engine.transport.webrtc.alignment import FrameAligner, PairedFrame
 from engine.transport.webrtc.media import TrackDrain
 from engine.transport.webrtc.settings import WebRTCConfig
@@ -51,9 +54,9 @@ from engine.transport.webrtc.stats import PeerStats
 
 log = logging.getLogger(__name__)
 
-CONTROL_LABEL = "xrseg"
-GAZE_LABEL = "gaze"
 _INBOX = 64  # data-channel messages waiting to be handled; beyond it they are refused
+_MAX_BUFFERED = 1 << 20  # bytes aiortc may hold unsent on the control channel before the writer waits
+TRANSPORT = "webrtc"
 
 
 class RtcPeer:
@@ -88,6 +91,10 @@ class RtcPeer:
         self._newest_metadata = -1  # highest frame id whose metadata has arrived
         self._message_id = 0
         self._closing: asyncio.Task[None] | None = None
+        a = engine.config.admission
+        self._outbox = Outbox(self._write, engine.metrics, TRANSPORT, a.outbox_messages, a.outbox_bytes, session.session_id)
+        self._bucket = TokenBucket(a.message_burst, a.messages_per_s)
+        self._noticed = 0.0
         self.closed = asyncio.Event()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -101,6 +108,17 @@ class RtcPeer:
             asyncio.create_task(self._consume(), name=f"rtc-inbox-{name}"),
             asyncio.create_task(self._watchdog(), name=f"rtc-watchdog-{name}"),
         ]
+        for task in self._tasks:
+            task.add_done_callback(self._task_ended)
+        self._outbox.start()
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        """A loop of this peer ended on its own: free the peer rather than leave it "connected" and deaf."""
+        if task.cancelled() or self._closing is not None:
+            return
+        exc = task.exception()
+        log.error("session %s: peer task %s ended (%r); closing the peer", self.session.session_id, task.get_name(), exc)
+        self.request_close(f"internal failure in {task.get_name()}")
 
     def request_close(self, reason: str, end_session: bool = False) -> asyncio.Task[None]:
         """Close from anywhere (including this peer's own tasks); returns the closing task."""
@@ -125,6 +143,7 @@ class RtcPeer:
                 pass
         for drain in self._drains:
             await drain.stop()
+        await self._outbox.close()
         self._deferred.clear()
         self.aligner.reset()  # frees the decoded frames and depth payloads still waiting
         await self.pc.close()
@@ -205,13 +224,24 @@ class RtcPeer:
 
     def _enqueue(self, label: str, data: bytes | str) -> None:
         self.stats.on_message(len(data))
-        try:
-            self._inbox.put_nowait((label, data))
-        except asyncio.QueueFull:
-            self.stats.messages_rejected += 1
-            self._report_soon(
-                ProtocolError(ErrorCode.OVERLOADED, "message refused: the engine is behind on this peer")
-            )
+        metrics = self.engine.metrics
+        metrics.messages.labels(TRANSPORT).inc()
+        now = time.monotonic()
+        reason = None
+        if not self._bucket.take(now):
+            reason = "rate"
+        else:
+            try:
+                self._inbox.put_nowait((label, data))
+            except asyncio.QueueFull:
+                reason = "inbox_full"
+        if reason is None:
+            return
+        self.stats.messages_rejected += 1
+        metrics.messages_refused.labels(TRANSPORT, reason).inc()
+        if now - self._noticed >= self.engine.config.admission.notice_interval_s:  # one notice a second, no task per drop
+            self._noticed = now
+            self._outbox.offer(ErrorMessage(ErrorCode.OVERLOADED, "messages refused: the engine is behind on this peer; slow down"))
 
     # -- inbound work --------------------------------------------------------------------------
 
@@ -222,7 +252,12 @@ class RtcPeer:
                 await self._handle(label, data)
             except ProtocolError as exc:
                 self.stats.messages_rejected += 1
-                await self.session.report(exc)
+                self.session.report(exc)
+            except Exception:  # a bug on one message must not end this loop (the peer would stay deaf)
+                self.engine.metrics.handler_failures.labels(TRANSPORT).inc()
+                if self.engine.log_throttle.allow("rtc_handler"):
+                    log.exception("session %s: data-channel message failed", self.session.session_id)
+                self._outbox.offer(ErrorMessage(ErrorCode.INTERNAL, "the engine failed on this message"))
 
     async def _handle(self, label: str, data: bytes | str) -> None:
         if label == GAZE_LABEL:
@@ -336,20 +371,25 @@ class RtcPeer:
     # -- outbound ------------------------------------------------------------------------------
 
     async def _send(self, msg: Message) -> None:
+        """The session's SendFn: queued on this peer's bounded outbox, never awaited."""
+        if self._control is None or self._control.readyState != "open":
+            return
+        if self._outbox.offer(msg) and isinstance(msg, ResultMessage):
+            self.stats.on_result()
+
+    async def _write(self, data: bytes) -> None:
+        """The outbox's writer: waits while aiortc holds too much unsent (a client not reading)."""
         channel = self._control
+        while channel is not None and channel.readyState == "open" and channel.bufferedAmount > _MAX_BUFFERED:
+            await asyncio.sleep(0.01)
         if channel is None or channel.readyState != "open":
             return
-        data = encode_message(msg)
         self._message_id += 1
         for chunk in split_message(data, self._message_id, self._config.max_chunk):
             channel.send(chunk)
-        if isinstance(msg, ResultMessage):
-            self.stats.on_result()
 
     def _report_soon(self, exc: ProtocolError) -> None:
-        task = asyncio.ensure_future(self.session.report(exc))
-        self._tasks.append(task)
-        task.add_done_callback(lambda t: t in self._tasks and self._tasks.remove(t))
+        self.session.report(exc)
 
     # -- abandonment -----------------------------------------------------------------------------
 

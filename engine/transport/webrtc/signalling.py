@@ -2,20 +2,19 @@
 
     POST /webrtc/offer   {"sdp", "type": "offer", "token", "session_id"?, "client"?, "video_pts_per_frame"?}
                       -> {"sdp", "type": "answer", "session_id", "model", "limits"}
-    GET  /health         {"status": "ok", "sessions", "peers"}
-    GET  /metrics        {"sessions", "peers": [per-peer counters, rates, session stats],
-                          "recently_closed": [final counters of the last 16 closed peers]}
+    GET  /health, /metrics   behind a bearer token (engine/transport/admin.py)
 
-The token authenticates exactly as the WebSocket hello does (Engine.open_session). An offer that
-names a session_id resumes that session (after a dropped connection or a killed client); any
-peer still attached to it is closed first. aiortc has no ICE restart, so a reconnect is a new
-peer connection resuming the same session.
+The token authenticates exactly as the WebSocket hello does (Engine.open_session), and failed
+offers count toward the address's failed-auth limit. An offer that names a session_id resumes
+that session (only for the identity that opened it); any peer still attached to it is closed
+first. aiortc has no ICE restart, so a reconnect is a new peer connection resuming the same
+session. Per-peer counters (`RtcPeer.metrics()`) stay in-process: no session id is served.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import ssl
 from collections import deque
 from dataclasses import asdict
 from typing import Any
@@ -25,8 +24,9 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError
 
 from engine.protocol import ErrorCode, Hello, ProtocolError
+from engine.protocol.channels import VIDEO_CLOCK_HZ
 from engine.server import Engine
-from engine.transport.webrtc.alignment import VIDEO_CLOCK_HZ
+from engine.transport.admin import add_admin_routes
 from engine.transport.webrtc.ice import host_candidates, rtc_configuration
 from engine.transport.webrtc.peer import RtcPeer
 from engine.transport.webrtc.settings import WebRTCConfig
@@ -43,9 +43,12 @@ class WebRTCTransport:
     with close_all() on shutdown.
     """
 
-    def __init__(self, engine: Engine, config: WebRTCConfig | None = None) -> None:
+    def __init__(
+        self, engine: Engine, config: WebRTCConfig | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.engine = engine
         self.config = config if config is not None else WebRTCConfig()
+        self._ssl = ssl_context
         self.peers: dict[str, RtcPeer] = {}
         self.recently_closed: deque[dict[str, Any]] = deque(maxlen=16)  # final counters of closed peers
         self._runner: web.AppRunner | None = None
@@ -59,19 +62,20 @@ class WebRTCTransport:
 
     @property
     def url(self) -> str:
-        return f"http://{self.config.host}:{self.port}"
+        return f"{'https' if self._ssl is not None else 'http'}://{self.config.host}:{self.port}"
 
     def add_routes(self, app: web.Application) -> None:
+        """The offer endpoint only; /health and /metrics come from engine/transport/admin.py."""
         app.router.add_post("/webrtc/offer", self._offer)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/metrics", self._metrics)
 
     async def start(self) -> None:
+        """Serve the offer endpoint plus /health and /metrics (bearer token) on config.host:port."""
         app = web.Application(client_max_size=self.config.max_offer_bytes)
         self.add_routes(app)
+        add_admin_routes(app, self.engine, lambda: len(self.peers), require_auth=True)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, self.config.host, self.config.port)
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, ssl_context=self._ssl)
         await site.start()
         self._port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         log.info("webrtc signalling on %s", self.url)
@@ -91,15 +95,24 @@ class WebRTCTransport:
     async def _offer(self, request: web.Request) -> web.Response:
         try:
             body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, nested too deep, a 5000-digit number
             return _error(400, ErrorCode.MALFORMED, "offer body must be JSON: {sdp, type, token, ...}")
+        address = request.remote or ""
+        gate = self.engine.gate
+        if (refused := gate.admit(address)) is not None:
+            self.engine.metrics.connections_refused.labels("webrtc", refused).inc()
+            return _error(503, ErrorCode.OVERLOADED, "too many connections; try again later")
         try:
             offer, hello, pts_per_frame = _parse_offer(body)
-            session = self.engine.open_session(hello)
+            session = self.engine.open_session(hello, address)
         except ProtocolError as exc:
+            gate.greeted(address)
+            gate.closed()
             return _error(401 if exc.code == ErrorCode.UNAUTHORIZED else 400, exc.code, exc.message)
+        gate.greeted(address)
         resumed = hello.session_id is not None
         if not offer.sdp.startswith("v=0") or "\nm=application " not in offer.sdp:
+            gate.closed()
             if not resumed:
                 await self.engine.close_session(session)
             return _error(
@@ -113,6 +126,7 @@ class WebRTCTransport:
         pc = RTCPeerConnection(rtc_configuration(self.config.ice_servers))
         peer = RtcPeer(self.engine, session, pc, self.config, pts_per_frame, self._forget)
         self.peers[session.session_id] = peer
+        self.engine.metrics.connections.labels("webrtc").inc()
         peer.start()
         try:
             await pc.setRemoteDescription(offer)
@@ -133,20 +147,10 @@ class WebRTCTransport:
             }
         )
 
-    async def _health(self, request: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "ok", "sessions": len(self.engine.sessions), "peers": len(self.peers)}
-        )
-
-    async def _metrics(self, request: web.Request) -> web.Response:
-        peers = [await peer.metrics() for peer in list(self.peers.values())]
-        closed = list(self.recently_closed)
-        return web.json_response(
-            {"sessions": len(self.engine.sessions), "peers": peers, "recently_closed": closed}
-        )
-
     def _forget(self, peer: RtcPeer) -> None:
         self.recently_closed.append(peer.counters())
+        self.engine.gate.closed()
+        self.engine.metrics.connections.labels("webrtc").dec()
         if self.peers.get(peer.session.session_id) is peer:
             del self.peers[peer.session.session_id]
 
@@ -157,7 +161,7 @@ def _parse_offer(body: Any) -> tuple[RTCSessionDescription, Hello, int]:
     sdp, kind, token = body.get("sdp"), body.get("type"), body.get("token")
     if not isinstance(sdp, str) or kind != "offer":
         raise ProtocolError(ErrorCode.INVALID_FIELD, "offer needs 'sdp' (string) and 'type': 'offer'")
-    if not isinstance(token, str):
+    if not isinstance(token, str) or not token:
         raise ProtocolError(
             ErrorCode.UNAUTHORIZED, "offer needs the session 'token'; ask the engine operator for one"
         )
