@@ -74,6 +74,8 @@ def serve(
     ] = None,
     clip_arch: Annotated[str | None, typer.Option(help="open_clip architecture of a --clip-checkpoint file.")] = None,
     webrtc_port: Annotated[int, typer.Option(help="WebRTC signalling (HTTP offer, /health, /metrics); 0 for none.")] = 8766,
+    clip: Annotated[list[Path] | None, typer.Option(help="RGB-D folder the web page may stream (repeatable).")] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="Origin of a page elsewhere allowed to call the engine (repeatable).")] = None,
     log_level: str = "INFO",
 ) -> None:
     """Run the engine: WebSocket on ws://HOST:PORT and WebRTC signalling on http://HOST:WEBRTC_PORT.
@@ -81,10 +83,12 @@ def serve(
     For STUN/TURN servers and other WebRTC settings use `xrseg webrtc serve`.
     """
     from engine.server import Engine
+    from engine.transport.web_page import WebPageConfig
     from engine.transport.webrtc import WebRTCConfig, WebRTCTransport
     from engine.transport.websocket import WebSocketTransport
 
     configure_logging(log_level)
+    page = WebPageConfig(cors_origins=tuple(cors_origin or ()), clips=tuple(clip or ()))
     if not token:
         raise typer.BadParameter("give at least one --token; clients send it in their hello message", param_hint="--token")
     config = EngineConfig(host=host, port=port, tokens=tuple(token), model=model, checkpoint=checkpoint, device=device, workers=workers,
@@ -98,12 +102,13 @@ def serve(
         async with Engine(config) as engine:
             transport = WebSocketTransport(engine)
             await transport.start()
-            webrtc = WebRTCTransport(engine, WebRTCConfig(host, webrtc_port)) if webrtc_port else None
+            webrtc = WebRTCTransport(engine, WebRTCConfig(host, webrtc_port, page=page)) if webrtc_port else None
             if webrtc is not None:
                 await webrtc.start()
             console.print(f"[green]xrseg engine ({engine.model.name}) on {transport.url}", soft_wrap=True)
             if webrtc is not None:
                 console.print(f"[green]WebRTC offers to {webrtc.url}/webrtc/offer", soft_wrap=True)
+                console.print(f"[green]web page: {webrtc.url}/#token={token[0]}", soft_wrap=True)
             await stop.wait()
             if webrtc is not None:
                 await webrtc.stop()

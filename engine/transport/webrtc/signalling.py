@@ -26,6 +26,7 @@ from aiortc.exceptions import InvalidAccessError, InvalidStateError
 
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.server import Engine
+from engine.transport.web_page import add_page_routes
 from engine.transport.webrtc.alignment import VIDEO_CLOCK_HZ
 from engine.transport.webrtc.ice import host_candidates, rtc_configuration
 from engine.transport.webrtc.peer import RtcPeer
@@ -65,6 +66,8 @@ class WebRTCTransport:
         app.router.add_post("/webrtc/offer", self._offer)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
+        if self.config.page is not None:  # the browser page, its clips, origin rules
+            add_page_routes(app, self.engine, self.config.page)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.config.max_offer_bytes)
