@@ -26,7 +26,10 @@ from engine.transport.webrtc import WebRTCConfig, WebRTCTransport
 from models.interfaces import SegmentationModel
 
 CHROMIUM = os.environ.get("XRSEG_CHROMIUM", "/usr/bin/chromium")
-SHARED_RGBD = Path(os.environ.get("XRSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")) / "rgbd"
+SHARED_RGBD = (
+    Path(os.environ.get("XRSEG_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+    / "rgbd"
+)
 
 
 def chromium_missing() -> str | None:
@@ -62,11 +65,17 @@ def write_sequence_folder(frames: Sequence[RGBDFrame], root: Path) -> Path:
     (root / "depth").mkdir(exist_ok=True)
     k = frames[0].intrinsics
     matrix = [k.fx, 0.0, 0.0, 0.0, k.fy, 0.0, k.cx, k.cy, 1.0]  # column-major, as Open3D writes it
-    (root / "intrinsics.json").write_text(json.dumps({"width": k.width, "height": k.height, "intrinsic_matrix": matrix}))
+    (root / "intrinsics.json").write_text(
+        json.dumps({"width": k.width, "height": k.height, "intrinsic_matrix": matrix})
+    )
     log_lines = []
     for i, frame in enumerate(frames):
-        cv2.imwrite(str(root / "color" / f"{i:05d}.jpg"), frame.rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-        depth = frame.depth if frame.depth.dtype == np.uint16 else np.round(frame.depth * 1000).astype(np.uint16)
+        cv2.imwrite(
+            str(root / "color" / f"{i:05d}.jpg"), frame.rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90]
+        )
+        depth = (
+            frame.depth if frame.depth.dtype == np.uint16 else np.round(frame.depth * 1000).astype(np.uint16)
+        )
         cv2.imwrite(str(root / "depth" / f"{i:05d}.png"), depth)
         pose = frame.pose.matrix if frame.pose is not None else np.eye(4)
         log_lines.append(f"{i} {i} {i + 1}")
@@ -149,3 +158,39 @@ async def browser_page(fake_video: Path | None = None, width: int = 1100, height
             yield page
         finally:
             await browser.close()
+
+
+# -- reading the page's state ------------------------------------------------------------------
+
+OVERLAY_ALPHA_JS = """() => {
+  const c = document.getElementById('overlay');
+  const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+  const a = new Uint8Array(c.width * c.height);
+  for (let i = 0; i < a.length; i++) a[i] = d[4 * i + 3] > 0 ? 1 : 0;
+  let s = '';
+  for (let i = 0; i < a.length; i += 0x8000) s += String.fromCharCode.apply(null, a.subarray(i, i + 0x8000));
+  return {width: c.width, height: c.height, alpha: btoa(s)};
+}"""
+
+
+async def overlay_mask(page) -> np.ndarray:  # noqa: ANN001 (playwright Page)
+    """(H, W) bool: the pixels the page's mask overlay canvas paints."""
+    import base64
+
+    got = await page.evaluate(OVERLAY_ALPHA_JS)
+    flat = np.frombuffer(base64.b64decode(got["alpha"]), np.uint8)
+    return flat.reshape(got["height"], got["width"]).astype(bool)
+
+
+async def engine_mask_of_last_result(page):  # noqa: ANN001, ANN201
+    """The mask the engine sent for the page's newest result (the candidate the page selected),
+    decoded from the raw message bytes the page received, by the engine's own codec; and the
+    decoded ResultMessage."""
+    import base64
+
+    from engine.protocol import ResultMessage, decode_message
+
+    last = await page.evaluate("window.xrseg.last")
+    msg = decode_message(base64.b64decode(last["raw"]))
+    assert isinstance(msg, ResultMessage)
+    return msg.result.masks[last["selected"]].mask.decode(), msg, last

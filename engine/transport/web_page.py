@@ -106,7 +106,9 @@ def _authorize(request: web.Request, engine: Engine) -> None:
     tokens = engine.config.tokens
     if not token or (tokens and not any(hmac.compare_digest(token, t) for t in tokens)):
         raise _json_error(
-            401, "unauthorized", "send the session token as 'Authorization: Bearer TOKEN'; ask the engine operator"
+            401,
+            "unauthorized",
+            "send the session token as 'Authorization: Bearer TOKEN'; ask the engine operator",
         )
 
 

@@ -10,7 +10,9 @@ const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.hash.slice(1));
 for (const [k, v] of new URLSearchParams(location.search)) if (!params.has(k)) params.set(k, v);
 
-const GAZE_BATCH_MS = 50; // one gaze prompt per ~3 display frames: samples at display rate, fewer messages
+const GAZE_HZ = 60; // gaze samples per second from the pointer (a steady clock, like an eye tracker's)
+const GAZE_BATCH_MS = 50; // one gaze prompt per ~3 samples: fewer messages
+const GAZE_BACKFILL_MS = 250; // after a longer stall, samples resume from now (the gap ends a fixation)
 const FRAMES_KEPT = 90; // shown frames kept (as bitmaps) so a mask is drawn over the frame it belongs to
 const SYNC_HOLD_MS = 1500; // how long the view stays on a result's frame (sync on)
 const MAX_BUFFERED = 256 * 1024; // send a new frame only when the data channel has drained to this
@@ -68,6 +70,7 @@ let points = []; // the current object's clicks: {x, y, label}
 let pointer = null; // pointer position in frame pixels, or null when outside
 let drag = null;
 let gazeSamples = [];
+let gazeLast = null; // {t, x, y} of the newest sample
 let gazeSince = 0;
 let dirtyPicture = true;
 let dirtyOverlay = true;
@@ -453,11 +456,26 @@ function drawMarks() {
 function gaze(now) {
   if (!conn || !pointer || !ui.gazeOn.checked || drag || state.frameId === 0) {
     gazeSamples = [];
+    gazeLast = null;
     return;
   }
-  gazeSamples.push([epochSeconds(now), pointer.x, pointer.y, 1.0]);
-  if (now - gazeSince >= GAZE_BATCH_MS) {
-    sendPrompt([{ type: "gaze", samples: gazeSamples }], { answer: "dwell" });
+  // The pointer is sampled on a steady GAZE_HZ clock, as an eye tracker would be, whatever the
+  // display rate: a busy page paints at 10 Hz, and gaps over 75 ms would end every fixation.
+  const step = 1000 / GAZE_HZ;
+  const prev = gazeLast;
+  let t = prev ? prev.t + step : now;
+  if (now - t > GAZE_BACKFILL_MS) t = now - GAZE_BACKFILL_MS;
+  const t0 = prev ? prev.t : now;
+  const span = Math.max(now - t0, 1e-6);
+  for (; t <= now + 1e-6; t += step) {
+    const a = prev ? Math.min(1, Math.max(0, (t - t0) / span)) : 1;
+    const x = prev ? prev.x + a * (pointer.x - prev.x) : pointer.x;
+    const y = prev ? prev.y + a * (pointer.y - prev.y) : pointer.y;
+    gazeSamples.push([epochSeconds(t), x, y, 1.0]);
+    gazeLast = { t, x, y };
+  }
+  if (now - gazeSince >= GAZE_BATCH_MS && gazeSamples.length) {
+    sendPrompt([{ type: "gaze", samples: gazeSamples.slice(-128) }], { answer: "dwell" });
     state.gazeSent += 1;
     gazeSamples = [];
     gazeSince = now;
