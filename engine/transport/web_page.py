@@ -27,6 +27,7 @@ from pathlib import Path
 
 from aiohttp import web
 
+from engine.protocol import ErrorCode
 from engine.server import Engine
 from engine.transport.web_clips import ClipLibrary
 
@@ -73,13 +74,13 @@ def add_page_routes(app: web.Application, engine: Engine, config: WebPageConfig)
         _authorize(request, engine)
         name = request.match_info["name"]
         if not clips.has(name):
-            raise _json_error(404, "not_found", f"no clip {name!r}; GET /web/clips lists them")
+            raise _json_error(404, ErrorCode.INVALID_FIELD, f"no clip {name!r}; GET /web/clips lists them")
         try:
             index_ = int(request.match_info["index"])
             data = await clips.frame_message(name, index_)
         except (ValueError, IndexError):
             raise _json_error(
-                404, "not_found", f"clip {name!r} has frames 0..{clips.length(name) - 1}"
+                404, ErrorCode.INVALID_FIELD, f"clip {name!r} has frames 0..{clips.length(name) - 1}"
             ) from None
         return web.Response(body=data, content_type="application/octet-stream")
 
@@ -107,18 +108,19 @@ def _authorize(request: web.Request, engine: Engine) -> None:
     if not token or (tokens and not any(hmac.compare_digest(token, t) for t in tokens)):
         raise _json_error(
             401,
-            "unauthorized",
+            ErrorCode.UNAUTHORIZED,
             "send the session token as 'Authorization: Bearer TOKEN'; ask the engine operator",
         )
 
 
-def _json_error(status: int, code: str, message: str) -> web.HTTPException:
+def _json_error(status: int, code: ErrorCode, message: str) -> web.HTTPException:
     """An HTTP error with the same {"code", "message"} body as the offer endpoint's errors."""
     kinds: dict[int, type[web.HTTPException]] = {
         401: web.HTTPUnauthorized,
         404: web.HTTPNotFound,
     }
-    return kinds[status](text=json.dumps({"code": code, "message": message}), content_type="application/json")
+    body = json.dumps({"code": str(code), "message": message})
+    return kinds[status](text=body, content_type="application/json")
 
 
 def _origin_middleware(allowed: tuple[str, ...]):  # noqa: ANN202 (aiohttp middleware type)
@@ -135,8 +137,9 @@ def _origin_middleware(allowed: tuple[str, ...]):  # noqa: ANN202 (aiohttp middl
         if not (allow_any or requester in allowed):
             return web.json_response(
                 {
-                    "code": "forbidden_origin",
-                    "message": f"origin {requester} may not call this engine; start it with --cors-origin {requester}",
+                    "code": str(ErrorCode.UNAUTHORIZED),
+                    "message": f"origin {requester} may not call this engine; "
+                    f"start it with --cors-origin {requester}",
                 },
                 status=403,
             )

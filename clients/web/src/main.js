@@ -14,7 +14,7 @@ const GAZE_HZ = 60; // gaze samples per second from the pointer (a steady clock,
 const GAZE_BATCH_MS = 50; // one gaze prompt per ~3 samples: fewer messages
 const GAZE_BACKFILL_MS = 250; // after a longer stall, samples resume from now (the gap ends a fixation)
 const FRAMES_KEPT = 90; // shown frames kept (as bitmaps) so a mask is drawn over the frame it belongs to
-const SYNC_HOLD_MS = 1500; // how long the view stays on a result's frame (sync on)
+const SYNC_HOLD_MS = 600; // how long the view stays on a one-off result's frame (sync on), then live again
 const MAX_BUFFERED = 256 * 1024; // send a new frame only when the data channel has drained to this
 
 const state = {
@@ -143,6 +143,7 @@ async function connect() {
     source = new WebcamSource(ui.video);
   }
   state.source = source.kind;
+  state.sourceStats = () => source && source.stats;
   setStatus("streaming", `session ${conn.sessionId.slice(0, 8)}, model ${conn.model}, ${source.kind}`);
   if (!source.hasDepth) setMessage("webcam: colour only, so masks are 2D; pick an RGB-D clip for 3D segments");
   source.start(onFrame, () => conn !== null && conn.buffered < MAX_BUFFERED).catch((err) => {

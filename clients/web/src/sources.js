@@ -21,26 +21,34 @@ export class WebcamSource {
     const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 640, height: 480 }, audio: false });
     this.video.srcObject = stream;
     this.video.muted = true;
+    this.video.classList.add("live"); // shown (composited), or Chromium rarely calls requestVideoFrameCallback
     await this.video.play();
     this.running = true;
     const canvas = new OffscreenCanvas(2, 2);
-    const ctx = canvas.getContext("2d");
+    const ctx = canvas.getContext("2d", { willReadFrequently: true }); // CPU raster: no GPU readback per frame
     let busy = false;
+    this.stats = { callbacks: 0, busy: 0, held: 0, grabbed: 0, grab_ms: 0, jpeg_ms: 0 }; // read by bench/browser.py
     const onFrame = async (now, meta) => {
       if (!this.running) return;
       this.video.requestVideoFrameCallback(onFrame);
-      if (busy || !wantFrame()) return;
+      this.stats.callbacks += 1;
+      if (busy) return void (this.stats.busy += 1);
+      if (!wantFrame()) return void (this.stats.held += 1);
       busy = true;
+      const started = performance.now();
       try {
         const captureMs = meta.captureTime ?? now;
-        const bitmap = await createImageBitmap(this.video);
-        const { width, height } = bitmap;
+        const width = this.video.videoWidth;
+        const height = this.video.videoHeight;
         if (canvas.width !== width || canvas.height !== height) {
           canvas.width = width;
           canvas.height = height;
         }
-        ctx.drawImage(bitmap, 0, 0);
-        const jpeg = new Uint8Array(await (await canvas.convertToBlob({ type: "image/jpeg", quality: 0.85 })).arrayBuffer());
+        ctx.drawImage(this.video, 0, 0);
+        const bitmap = await createImageBitmap(canvas);
+        const encodeStarted = performance.now();
+        const jpeg = new Uint8Array(await (await canvas.convertToBlob({ type: "image/jpeg", quality: 0.8 })).arrayBuffer());
+        this.stats.jpeg_ms += performance.now() - encodeStarted;
         const f = 0.866 * width;
         const header = {
           type: "frame",
@@ -58,6 +66,8 @@ export class WebcamSource {
           pose: null,
           build: (frameId) => pack({ ...header, frame_id: frameId, capture_ts: epochSeconds(captureMs) }, [{ name: "rgb", codec: "jpeg", bytes: jpeg }]),
         });
+        this.stats.grabbed += 1;
+        this.stats.grab_ms += performance.now() - started;
       } finally {
         busy = false;
       }
@@ -70,6 +80,7 @@ export class WebcamSource {
     const stream = this.video.srcObject;
     if (stream) for (const t of stream.getTracks()) t.stop();
     this.video.srcObject = null;
+    this.video.classList.remove("live");
   }
 }
 
