@@ -420,6 +420,7 @@ function recordLatency(last, now) {
     prompt_id: last.prompt_id,
     kind: last.kind,
     frame_id: last.frame_id,
+    prompt_frame_id: sent ? sent.frameId : null,
     capture_to_mask_ms: captureToMask,
     prompt_to_mask_ms: sent ? now - sent.sentMs : null,
   };
