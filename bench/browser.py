@@ -101,7 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompts", type=int, default=110, help="click prompts per run (>= 100 for a p95)")
     parser.add_argument("--runs", type=int, default=2)
     parser.add_argument("--frames", type=int, default=30, help="frames of the fake camera clip (it loops)")
+    parser.add_argument("--plot-only", action="store_true", help="redraw browser.png from browser.json")
     args = parser.parse_args(argv)
+    if args.plot_only:
+        plot(json.loads((RESULTS / "browser.json").read_text()), RESULTS / "browser.png")
+        return
     missing = chromium_missing()
     if missing:
         raise SystemExit(f"bench.browser: {missing}")
@@ -178,21 +182,25 @@ def plot(result: dict, path: Path) -> None:
     ax.hist(
         result["glass_to_mask_ms_all"], bins=40, label=f"web page (n={result['n']}, {result['runs']} runs)"
     )
-    styles = {"page": ("k", result["glass_to_mask_ms"]), "python client": ("tab:red", None)}
-    for q in ("p50", "p95"):
-        ax.axvline(result["glass_to_mask_ms"][q], color=styles["page"][0], linestyle="--")
-        ax.annotate(f"page {q} {result['glass_to_mask_ms'][q]:.0f}", (result["glass_to_mask_ms"][q], 0),
-                    textcoords="offset points", xytext=(4, 30), rotation=90)  # fmt: skip
-        value = result["python_client"].get(f"glass_to_mask_ms_{q}")
-        if value is not None:
-            ax.axvline(value, color=styles["python client"][0], linestyle=":")
-            ax.annotate(f"python {q} {value:.0f}", (value, 0), textcoords="offset points", xytext=(4, 30),
-                        rotation=90, color="tab:red")  # fmt: skip
+    page, python = result["glass_to_mask_ms"], result["python_client"]
+    ax.axvline(
+        page["p50"], color="k", linestyle="--", label=f"page p50 {page['p50']:.0f} / p95 {page['p95']:.0f} ms"
+    )
+    ax.axvline(page["p95"], color="k", linestyle="--")
+    click = result["click_to_mask_ms"]
+    ax.axvline(
+        click["p50"], color="tab:green", linestyle="-.", label=f"page click-to-mask p50 {click['p50']:.0f} ms"
+    )
+    if python.get("glass_to_mask_ms_p50") is not None:
+        p50, p95 = python["glass_to_mask_ms_p50"], python["glass_to_mask_ms_p95"]
+        label = f"python client p50 {p50:.0f} / p95 {p95:.0f} ms"
+        ax.axvline(python["glass_to_mask_ms_p50"], color="tab:red", linestyle=":", label=label)
+        ax.axvline(python["glass_to_mask_ms_p95"], color="tab:red", linestyle=":")
     ax.set_xlabel("glass-to-mask, ms (capture of the frame -> mask drawn)")
     ax.set_ylabel("prompts")
     load = result["load_average_at_start"][0]
-    ax.set_title(f"browser page over WebRTC loopback (load {load:.1f} at start)")
-    ax.legend()
+    ax.set_title(f"browser page over WebRTC loopback (load {load:.1f} on 2 cores at start)")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

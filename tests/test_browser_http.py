@@ -6,6 +6,10 @@ headers are what a browser acts on, so they are checked as sent).
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import aiohttp
@@ -80,3 +84,28 @@ async def test_other_origins_are_refused_unless_configured(clip_folder: Path) ->
                 assert r.headers["Access-Control-Allow-Origin"] == ELSEWHERE  # so its page can read why
             async with http.get(f"{server.url}/web/clips", headers={"Origin": "https://evil.example"}) as r:
                 assert r.status == 403
+
+
+async def test_xrseg_serve_prints_the_page_url(tmp_path: Path, clip_folder: Path) -> None:
+    """What the README's quick start says: run `xrseg serve`, open the printed URL, get the page."""
+    env = {**os.environ, "XRSEG_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", "0", "--token", "t0k",
+           "--clip", str(clip_folder), "--log-level", "WARNING"]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        seen = []
+        for line in proc.stdout:
+            seen.append(line)
+            if match := re.search(r"web page: (http://[\d.]+:\d+)/#token=t0k", line):
+                break
+        else:
+            raise AssertionError("xrseg serve exited before printing the page URL:\n" + "".join(seen))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{match.group(1)}/") as r:
+                assert r.status == 200 and "<title>xrseg</title>" in await r.text()
+            async with http.get(f"{match.group(1)}/web/clips", headers={"Authorization": "Bearer t0k"}) as r:
+                assert [c["name"] for c in (await r.json())["clips"]] == ["room"]
+    finally:
+        proc.terminate()
+        assert proc.wait(30) == 0
