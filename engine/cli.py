@@ -74,7 +74,8 @@ def serve(
     ] = None,
     clip_arch: Annotated[str | None, typer.Option(help="open_clip architecture of a --clip-checkpoint file.")] = None,
     webrtc_port: Annotated[int, typer.Option(help="WebRTC signalling (HTTP offer, /health, /metrics); 0 for none.")] = 8766,
-    clip: Annotated[list[Path] | None, typer.Option(help="RGB-D folder the web page may stream (repeatable).")] = None,
+    clip: Annotated[list[Path] | None, typer.Option(help="RGB-D folder the web page may stream (repeatable).",
+                                                    exists=True, file_okay=False)] = None,
     cors_origin: Annotated[list[str] | None, typer.Option(help="Origin of a page elsewhere allowed to call the engine (repeatable).")] = None,
     log_level: str = "INFO",
 ) -> None:

@@ -13,7 +13,7 @@ for (const [k, v] of new URLSearchParams(location.search)) if (!params.has(k)) p
 const GAZE_HZ = 60; // gaze samples per second from the pointer (a steady clock, like an eye tracker's)
 const GAZE_BATCH_MS = 50; // one gaze prompt per ~3 samples: fewer messages
 const GAZE_BACKFILL_MS = 250; // after a longer stall, samples resume from now (the gap ends a fixation)
-const FRAMES_KEPT = 90; // shown frames kept (as bitmaps) so a mask is drawn over the frame it belongs to
+const FRAMES_KEPT = 30; // frames kept (as bitmaps, ~1.2 MB each at 640x480) to draw a mask over its own frame
 const SYNC_HOLD_MS = 600; // how long the view stays on a one-off result's frame (sync on), then live again
 const MAX_BUFFERED = 256 * 1024; // send a new frame only when the data channel has drained to this
 
@@ -160,6 +160,7 @@ function disconnect() {
 }
 
 ui.connect.addEventListener("click", () => connect());
+window.addEventListener("pagehide", () => disconnect()); // says bye: the engine frees the session now
 ui.token.addEventListener("change", () => fillSources());
 
 // -- frames out ------------------------------------------------------------------------------
