@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import aiohttp
@@ -89,9 +91,14 @@ async def test_other_origins_are_refused_unless_configured(clip_folder: Path) ->
 async def test_xrseg_serve_prints_the_page_url(tmp_path: Path, clip_folder: Path) -> None:
     """What the README's quick start says: run `xrseg serve`, open the printed URL, get the page."""
     env = {**os.environ, "XRSEG_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", "0", "--token", "t0k",
-           "--clip", str(clip_folder), "--log-level", "WARNING"]  # fmt: skip
+    with socket.socket() as s:  # a free port for the page (--webrtc-port 0 means "no WebRTC")
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", str(port),
+           "--token", "t0k", "--clip", str(clip_folder), "--log-level", "WARNING"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    watchdog = threading.Timer(120, proc.kill)  # never wait forever on a silent process
+    watchdog.start()
     try:
         assert proc.stdout is not None
         seen = []
@@ -107,5 +114,6 @@ async def test_xrseg_serve_prints_the_page_url(tmp_path: Path, clip_folder: Path
             async with http.get(f"{match.group(1)}/web/clips", headers={"Authorization": "Bearer t0k"}) as r:
                 assert [c["name"] for c in (await r.json())["clips"]] == ["room"]
     finally:
+        watchdog.cancel()
         proc.terminate()
         assert proc.wait(30) == 0
