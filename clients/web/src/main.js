@@ -361,7 +361,7 @@ function renderCandidates() {
   ui.candidates.innerHTML = "";
   masks.forEach((m, i) => {
     const li = document.createElement("li");
-    li.textContent = `${i + 1}. ${m.granularity} score ${m.score.toFixed(2)} area ${m.area}${m.ranking ? ` text ${m.ranking.text.toFixed(2)}` : ""}${i === last.best ? " (best, in 3D)" : ""}`;
+    li.textContent = `${i + 1}. ${m.granularity} score ${m.score.toFixed(2)} area ${m.area}${m.ranking ? ` text ${m.ranking.text.toFixed(2)}` : ""}${i === last.best ? (last.segment && last.segment.status === "ok" ? " (best, in 3D)" : " (best)") : ""}`;
     if (i === last.selected) li.className = "selected";
     li.addEventListener("click", () => select(i));
     ui.candidates.append(li);
