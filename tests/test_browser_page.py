@@ -93,6 +93,18 @@ async def test_webcam_page_dwell_click_and_text(tmp_path: Path) -> None:
         assert len(clicked["scores"]) == 3 and await page.locator("#candidates li").count() == 3
         assert "capture→mask" in await page.locator("#latency").inner_text()
 
+        # a drag draws a box around the chair: an answer whose mask lies inside the box
+        last_id = await page.evaluate("window.xrseg.promptId")
+        await page.mouse.move(*at(0.5, 0.3))
+        await page.mouse.down()
+        await page.mouse.move(*at(0.75, 0.55), steps=4)
+        await page.mouse.move(*at(0.98, 0.9), steps=4)
+        await page.mouse.up()
+        await _wait_result(page, last_id, "answer")
+        boxed = await _check_overlay(page)
+        ys, xs = np.nonzero(boxed)
+        assert xs.min() >= 0.5 * 320 - 8 and ys.min() >= 0.3 * 240 - 8, "the box's mask stays inside the box"
+
         # keys cycle the candidates, and the overlay follows
         await page.keyboard.press("Tab")
         await page.wait_for_function(
