@@ -234,6 +234,7 @@ ui.marks.addEventListener("pointerup", (e) => {
   drag = null;
   if (Math.hypot(to.x - from.x, to.y - from.y) > 6) {
     const box = { type: "box", x0: Math.min(from.x, to.x), y0: Math.min(from.y, to.y), x1: Math.max(from.x, to.x), y1: Math.max(from.y, to.y) };
+    if (!shift) points = []; // a new object, as a plain click; shift-drag adds the box to the clicks
     sendObjectPrompt([box, ...pointItems()]);
     return;
   }
@@ -422,6 +423,7 @@ function recordLatency(last, now) {
     kind: last.kind,
     frame_id: last.frame_id,
     prompt_frame_id: sent ? sent.frameId : null,
+    prompt_items: sent ? sent.kind : null, // e.g. "box", "point+point", "gaze"
     capture_to_mask_ms: captureToMask,
     prompt_to_mask_ms: sent ? now - sent.sentMs : null,
   };
