@@ -86,12 +86,16 @@ def serve(
     tls_key: Annotated[Path | None, typer.Option(help="PEM private key of --tls-cert.")] = None,
     admin_port: Annotated[int | None, typer.Option(help="Separate /health + /metrics bind without a token.")] = None,
     admin_host: Annotated[str, typer.Option(help="Address of the admin bind (keep it private).")] = "127.0.0.1",
+    clip: Annotated[list[Path] | None, typer.Option(help="RGB-D folder the web page may stream (repeatable).",
+                                                    exists=True, file_okay=False)] = None,
+    cors_origin: Annotated[list[str] | None, typer.Option(help="Origin of a page elsewhere allowed to call the engine (repeatable).")] = None,
     log_level: str = "INFO",
 ) -> None:
     """Run the engine: WebSocket on ws://HOST:PORT, WebRTC signalling and /health, /metrics on
     http://HOST:WEBRTC_PORT (wss/https with --tls-cert/--tls-key). engine/app.py assembles it."""
     from engine.app import ServeConfig, TlsConfig, run_until_stopped
     from engine.auth import load_secret
+    from engine.transport.web_page import WebPageConfig
     from engine.transport.webrtc import IceServer, WebRTCConfig
 
     configure_logging(log_level)
@@ -114,7 +118,9 @@ def serve(
     servers = tuple(IceServer(url, ice_username, ice_credential) for url in ice_server or ())
     rtc = None
     if webrtc_port > 0:
-        rtc = WebRTCConfig(host, webrtc_port, servers, ("127.0.0.1",) if loopback else None, idle_timeout_s=idle_timeout_s)
+        page = WebPageConfig(cors_origins=tuple(cors_origin or ()), clips=tuple(clip or ()))
+        rtc = WebRTCConfig(host, webrtc_port, servers, ("127.0.0.1",) if loopback else None, idle_timeout_s=idle_timeout_s,
+                           page=page)  # fmt: skip
     config = ServeConfig(
         engine, websocket=ws, webrtc=rtc, tls=TlsConfig(tls_cert, tls_key) if tls_cert and tls_key else None,
         admin_host=admin_host, admin_port=admin_port,
@@ -123,6 +129,8 @@ def serve(
     def ready(server: Any) -> None:
         for line in server.describe():
             console.print(f"[green]{line}", soft_wrap=True)
+        if server.webrtc is not None and rtc is not None and rtc.page is not None and token:
+            console.print(f"[green]web page: {server.webrtc.url}/#token={token[0]}", soft_wrap=True)
 
     try:
         _run_or_explain(run_until_stopped(config, ready))

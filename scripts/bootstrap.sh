@@ -18,6 +18,12 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
   fi
 fi
 
+# The browser tests drive Debian's chromium (never a downloaded browser build); without it they skip.
+if ! command -v chromium >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "xrseg: installing chromium (for the web page's browser tests)" >&2
+  (apt-get update -qq && apt-get install -y -qq chromium) >/dev/null || echo "xrseg: chromium not installed; browser tests will skip" >&2
+fi
+
 if [ ! -x "$venv/bin/python" ]; then
   echo "xrseg: creating virtual environment in $venv" >&2
   "$py" -m venv "$venv"

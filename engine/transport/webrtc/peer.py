@@ -284,6 +284,9 @@ class RtcPeer:
         if env.type == MessageType.PROMPT and self._defer(env):
             return
         await self.session.receive(env)
+        if env.type == MessageType.FRAME and env.ref_id is not None:  # colour inside (a browser's
+            self._newest_metadata = max(self._newest_metadata, env.ref_id)  # JPEG): whole on arrival
+            self._release(lambda frame_id: frame_id <= self._newest_metadata)
         if env.type == MessageType.BYE:
             self.request_close("client said bye", end_session=True)
 

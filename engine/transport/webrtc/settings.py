@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from engine.protocol.chunking import DEFAULT_MAX_CHUNK
+from engine.transport.web_page import WebPageConfig
 from engine.transport.webrtc.ice import IceServer
 
 
@@ -32,6 +33,8 @@ class WebRTCConfig:
             is closed (ICE, DTLS or SCTP never completed).
         max_chunk: bytes per data-channel message (engine.protocol.chunking).
         max_offer_bytes: largest offer body accepted by the signalling endpoint.
+        page: the web page, its clips and allowed origins (engine/transport/web_page.py);
+            None serves no page and no CORS rules.
     """
 
     host: str = "127.0.0.1"
@@ -45,3 +48,4 @@ class WebRTCConfig:
     connect_timeout_s: float = 20.0
     max_chunk: int = DEFAULT_MAX_CHUNK
     max_offer_bytes: int = 64 * 1024
+    page: WebPageConfig | None = WebPageConfig()

@@ -27,6 +27,7 @@ from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.protocol.channels import VIDEO_CLOCK_HZ
 from engine.server import Engine
 from engine.transport.admin import add_admin_routes
+from engine.transport.web_page import add_page_routes
 from engine.transport.webrtc.ice import host_candidates, rtc_configuration
 from engine.transport.webrtc.peer import RtcPeer
 from engine.transport.webrtc.settings import WebRTCConfig
@@ -67,6 +68,8 @@ class WebRTCTransport:
     def add_routes(self, app: web.Application) -> None:
         """The offer endpoint only; /health and /metrics come from engine/transport/admin.py."""
         app.router.add_post("/webrtc/offer", self._offer)
+        if self.config.page is not None:  # the browser page, its clips, origin rules
+            add_page_routes(app, self.engine, self.config.page)
 
     async def start(self) -> None:
         """Serve the offer endpoint plus /health and /metrics (bearer token) on config.host:port."""
