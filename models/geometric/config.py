@@ -64,6 +64,23 @@ class GeometricConfig:
         part_grow_px: parts grow this many pixels into the edge bands around them.
         hole_max_frac: sensor holes up to this fraction of the image that are surrounded by one
             object join it.
+    Support planes and object clusters (support.py):
+        support_planes: (opt-in, off by default until it wins on real data AND keeps the synthetic
+            scenes; see bench.real_accuracy) find the dominant planes (tables, floors, walls) and make every cluster of
+            off-plane pixels connected without a depth jump one "object" (False: the LCCP objects
+            of graph.py are the objects, as before).
+        support_max_planes, support_min_frac: at most this many planes, each holding at least this
+            fraction of the valid pixels.
+        support_band_m, support_band_quad: a pixel is on a plane within band_m + band_quad * z²
+            metres (RealSense/Kinect noise grows with z²); objects lose at most this much at
+            their base.
+        support_ransac_m, support_iterations, support_stride: RANSAC inlier distance, iterations
+            and subsampling (every stride-th valid working pixel).
+        cluster_jump_m, cluster_jump_quad: neighbours whose depths differ by more than
+            jump_m + jump_quad * z² are not connected in a cluster (stricter than jump_*: no
+            slope term, so objects side by side separate).
+        cluster_min_px: smaller clusters (full-resolution pixels) are noise and dropped.
+        cluster_hole_px: sensor holes this close (working pixels) to a cluster join it.
     Camera:
         default_focal_px_at_640: focal length assumed (scaled with the width) for frames sent
             without intrinsics.
@@ -99,6 +116,18 @@ class GeometricConfig:
     box_fill: float = 0.5
     mask_fill: float = 0.5
     default_focal_px_at_640: float = 525.0
+    support_planes: bool = False
+    support_max_planes: int = 3
+    support_min_frac: float = 0.08
+    support_band_m: float = 0.008
+    support_band_quad: float = 0.004
+    support_ransac_m: float = 0.01
+    support_iterations: int = 100
+    support_stride: int = 7
+    cluster_min_px: int = 200
+    cluster_jump_m: float = 0.008
+    cluster_jump_quad: float = 0.004
+    cluster_hole_px: float = 2.0
 
     def __post_init__(self) -> None:
         if self.normal_window < 3 or self.normal_window % 2 == 0:
