@@ -127,7 +127,9 @@ def annotate_frame(frame, spec: dict, defaults: dict) -> tuple[np.ndarray, list[
         inside = np.zeros((h, w), bool)
         inside[y0 : y1 + 1, x0 : x1 + 1] = above[y0 : y1 + 1, x0 : x1 + 1]
         # an opening cuts the thin bridges that depth noise on a grazing table top makes
-        inside = cv2.morphologyEx(inside.view(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)).astype(bool)
+        inside = cv2.morphologyEx(inside.view(np.uint8), cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)).astype(
+            bool
+        )
         n, comp = cv2.connectedComponents(inside.view(np.uint8), connectivity=8)
         r = 8
         win = comp[max(0, y - r) : y + r + 1, max(0, x - r) : x + r + 1]

@@ -95,7 +95,9 @@ def _backproject(frame: RGBDFrame, flying_m: float = 0.01) -> tuple[np.ndarray, 
     return np.stack([(u - k.cx) * z / k.fx, (v - k.cy) * z / k.fy, z], 1), v * depth.shape[1] + u
 
 
-def plane_dbscan(frame: RGBDFrame, click: tuple[int, int], voxel: float = 0.005, eps: float = 0.01) -> np.ndarray:
+def plane_dbscan(
+    frame: RGBDFrame, click: tuple[int, int], voxel: float = 0.005, eps: float = 0.01
+) -> np.ndarray:
     """Open3D: drop the support planes, DBSCAN, the clicked cluster, back to pixels."""
     h, w = frame.size
     pts, flat = _backproject(frame)
@@ -134,7 +136,9 @@ def plane_dbscan(frame: RGBDFrame, click: tuple[int, int], voxel: float = 0.005,
     return cv2.morphologyEx(mask.view(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3), np.uint8)).astype(bool)
 
 
-def grabcut_click(frame: RGBDFrame, click: tuple[int, int], object_m: float = 0.3, depth_m: float = 0.25) -> np.ndarray:
+def grabcut_click(
+    frame: RGBDFrame, click: tuple[int, int], object_m: float = 0.3, depth_m: float = 0.25
+) -> np.ndarray:
     """Depth-aware GrabCut from a box of `object_m` at the clicked depth."""
     h, w = frame.size
     depth = frame.depth_m
@@ -162,7 +166,9 @@ def grabcut_click(frame: RGBDFrame, click: tuple[int, int], object_m: float = 0.
 # --------------------------------------------------------------------------- the engine
 
 
-def engine_click(pipeline: Pipeline, frame: RGBDFrame, click: tuple[int, int], truth: np.ndarray) -> tuple[float, float, str, float]:
+def engine_click(
+    pipeline: Pipeline, frame: RGBDFrame, click: tuple[int, int], truth: np.ndarray
+) -> tuple[float, float, str, float]:
     """(selected IoU, best-of-3 IoU, granularity, ms) for one click on a freshly encoded frame."""
     t0 = time.perf_counter()
     keyframe = pipeline.keyframe_now(frame)
@@ -220,7 +226,9 @@ def _summary(rows: list[ClickResult]) -> dict:
 
 def _commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -236,14 +244,20 @@ def plot(per_method: dict[str, list[ClickResult]], path: Path, title: str) -> No
     for method, rows in per_method.items():
         axes[0].hist([r.iou_selected for r in rows], bins=bins, histtype="step", lw=2, label=method)
     axes[0].axvline(0.7, color="k", ls=":", lw=1)
-    axes[0].set(xlabel="selected-mask IoU vs. ground truth", ylabel="objects", title="IoU per object, one interior click")
+    axes[0].set(
+        xlabel="selected-mask IoU vs. ground truth",
+        ylabel="objects",
+        title="IoU per object, one interior click",
+    )
     axes[0].legend(loc="upper left")
     names = list(per_method)
     ms = [np.median([r.ms for r in per_method[m]]) for m in names]
     axes[1].bar(names, ms)
     axes[1].set_yscale("log")
     axes[1].axhline(100, color="r", ls="--", lw=1, label="100 ms target")
-    axes[1].set(ylabel="ms per click (p50, log)", title="time per click (segment + clean + lift for the engine)")
+    axes[1].set(
+        ylabel="ms per click (p50, log)", title="time per click (segment + clean + lift for the engine)"
+    )
     axes[1].legend()
     fig.suptitle(title)
     fig.tight_layout()
@@ -253,7 +267,9 @@ def plot(per_method: dict[str, list[ClickResult]], path: Path, title: str) -> No
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=None, help="the shared rgbd folder (default: ../shared/data/rgbd)")
+    parser.add_argument(
+        "--data", type=Path, default=None, help="the shared rgbd folder (default: ../shared/data/rgbd)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="engine clicks per object (timing samples)")
     parser.add_argument("--model", default="geometric")
     parser.add_argument("--no-baselines", action="store_true", help="skip the Open3D and GrabCut baselines")
@@ -261,15 +277,29 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     cfg = EngineConfig()
-    pipeline = Pipeline(build_model(ModelSpec(args.model)), cfg.lift, cfg.mask_clean, cfg.mapping, cfg.everything, cfg.clean_masks)
+    pipeline = Pipeline(
+        build_model(ModelSpec(args.model)),
+        cfg.lift,
+        cfg.mask_clean,
+        cfg.mapping,
+        cfg.everything,
+        cfg.clean_masks,
+    )
     variants = {"engine": pipeline}
     if args.model == "geometric":  # the opt-in support-plane clusters (models/geometric/support.py)
         variants["engine_support_planes"] = Pipeline(
-            build_geometric(GeometricConfig(support_planes=True)), cfg.lift, cfg.mask_clean, cfg.mapping, cfg.everything, cfg.clean_masks
+            build_geometric(GeometricConfig(support_planes=True)),
+            cfg.lift,
+            cfg.mask_clean,
+            cfg.mapping,
+            cfg.everything,
+            cfg.clean_masks,
         )
     frames = list(load_ground_truth(args.data or default_data_dir()))
     per_method: dict[str, list[ClickResult]] = {
-        **{k: [] for k in variants}, "open3d_plane_dbscan": [], "grabcut_depth_box": []
+        **{k: [] for k in variants},
+        "open3d_plane_dbscan": [],
+        "grabcut_depth_box": [],
     }
     engine_ms: list[float] = []
     everything = []
@@ -283,8 +313,18 @@ def main(argv: list[str] | None = None) -> dict:
                     engine_ms += [r[3] for r in res]
                 sel, best, gran, _ = res[0]
                 per_method[name].append(
-                    ClickResult(af.sequence, af.name, obj.name, name, click, int(obj.mask.sum()), sel, best,
-                                float(np.median([r[3] for r in res])), gran)
+                    ClickResult(
+                        af.sequence,
+                        af.name,
+                        obj.name,
+                        name,
+                        click,
+                        int(obj.mask.sum()),
+                        sel,
+                        best,
+                        float(np.median([r[3] for r in res])),
+                        gran,
+                    )
                 )
             if args.no_baselines:
                 continue
@@ -293,22 +333,40 @@ def main(argv: list[str] | None = None) -> dict:
                 mask = fn(af.frame, click)
                 ms = (time.perf_counter() - t0) * 1e3
                 per_method[method].append(
-                    ClickResult(af.sequence, af.name, obj.name, method, click, int(obj.mask.sum()), mask_iou(mask, obj.mask), None, ms)
+                    ClickResult(
+                        af.sequence,
+                        af.name,
+                        obj.name,
+                        method,
+                        click,
+                        int(obj.mask.sum()),
+                        mask_iou(mask, obj.mask),
+                        None,
+                        ms,
+                    )
                 )
         everything.append(everything_on(pipeline, af))
         if "engine_support_planes" in variants:
-            everything.append({**everything_on(variants["engine_support_planes"], af), "variant": "support_planes"})
+            everything.append(
+                {**everything_on(variants["engine_support_planes"], af), "variant": "support_planes"}
+            )
     per_method = {k: v for k, v in per_method.items() if v}
     sequences = sorted({af.sequence for af in frames})
     summary = {}
     for seq in [*sequences, "all"]:
         summary[seq] = {
-            m: {**_summary([r for r in rows if seq in ("all", r.sequence)]),
-                "ms_per_click": percentiles([r.ms for r in rows if seq in ("all", r.sequence)])}
+            m: {
+                **_summary([r for r in rows if seq in ("all", r.sequence)]),
+                "ms_per_click": percentiles([r.ms for r in rows if seq in ("all", r.sequence)]),
+            }
             for m, rows in per_method.items()
         }
         for variant in ("default", "support_planes"):
-            ev = [e for e in everything if seq in ("all", e["sequence"]) and e.get("variant", "default") == variant]
+            ev = [
+                e
+                for e in everything
+                if seq in ("all", e["sequence"]) and e.get("variant", "default") == variant
+            ]
             if not ev:
                 continue
             n_obj = sum(e["objects"] for e in ev)
@@ -334,8 +392,12 @@ def main(argv: list[str] | None = None) -> dict:
         "objects": {m: [asdict(r) for r in rows] for m, rows in per_method.items()},
     }
     out = write_json(f"{args.out}.json", payload)
-    plot(per_method, RESULTS / f"{args.out}.png",
-         f"{sum(len(af.objects) for af in frames)} real objects, {len(frames)} frames ({', '.join(sequences)})")
+    plot(
+        per_method,
+        RESULTS / f"{args.out}.png",
+        f"{sum(len(af.objects) for af in frames)} real objects, {len(frames)} frames "
+        f"({', '.join(sequences)})",
+    )
     for seq, s in summary.items():
         for m, v in s.items():
             print(seq, m, {k: v[k] for k in v if k != "ms_per_click"}, v.get("ms_per_click", ""))

@@ -85,7 +85,9 @@ def load_ground_truth(
             if labels.shape != frame.size:
                 raise GroundTruthError(f"{path} is {labels.shape[::-1]} but the frame is {frame.size[::-1]}")
             if int(labels.max()) > len(fr["objects"]):
-                raise GroundTruthError(f"{path} has label {int(labels.max())} but the index names {len(fr['objects'])}")
+                raise GroundTruthError(
+                    f"{path} has label {int(labels.max())} but the index names {len(fr['objects'])}"
+                )
             objects = tuple(
                 AnnotatedObject(seq_name, fr["frame"], k + 1, name, labels == k + 1)
                 for k, name in enumerate(fr["objects"])

@@ -308,7 +308,8 @@ def _commit() -> str:
     import subprocess
 
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        run = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        return run.stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 

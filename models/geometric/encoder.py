@@ -81,7 +81,10 @@ class GeometricEncoder:
             jx, jy = cluster_jumps(feats.depth, cfg)
             n_c, cl = clusters(feats.valid, support, jx, jy, max(min_px, cfg.cluster_min_px // (f * f)))
             cl = fill_cluster_holes(cl, feats.valid, support, cfg.cluster_hole_px)
-            part_w, obj_lut, reg_lut, is_cluster = with_clusters(work.part, work.object_lut, work.region_lut, cl, n_c)
+            # parts become the LCCP objects (split by cluster), objects the clusters
+            lccp = work.object
+            ident = np.arange(int(lccp.max()) + 1, dtype=np.int32)
+            part_w, obj_lut, reg_lut, is_cluster = with_clusters(lccp, ident, work.region_lut, cl, n_c)
             work = WorkLabels(part_w, obj_lut, reg_lut)
         evidence = evidence_map(feats, cfg.colour_step)
         n_part = int(work.part.max()) + 1
@@ -90,7 +93,7 @@ class GeometricEncoder:
         scores, areas_small = level_scores(
             work.part, (np.arange(n_part, dtype=np.int32), part_to_object, part_to_region), evidence
         )
-        if is_cluster is not None:
+        if is_cluster is not None and cfg.prefer_clusters:
             scores = prefer_clusters(scores, part_to_object, part_to_region, is_cluster)
         areas = tuple((a * float(f * f)).astype(np.float32) for a in areas_small)
 

@@ -93,7 +93,10 @@ def level_scores(
 
 
 def prefer_clusters(
-    scores: tuple[np.ndarray, ...], part_to_object: np.ndarray, part_to_region: np.ndarray, is_cluster: np.ndarray
+    scores: tuple[np.ndarray, ...],
+    part_to_object: np.ndarray,
+    part_to_region: np.ndarray,
+    is_cluster: np.ndarray,
 ) -> tuple[np.ndarray, ...]:
     """Rank an object cluster (support.py) above its parts and its region.
 

@@ -1,24 +1,25 @@
 """Support planes and the object clusters standing on them.
 
-Objects rest on tables, floors and shelves. The dominant planes of a frame (Open3D RANSAC,
-`segment_plane`, on a subsample of the working-resolution points) are its supports, walls and
-floors; what is not on a plane and is connected without a depth jump is an object cluster,
-the image-grid form of the "drop the table plane, DBSCAN, take the cluster" recipe (grid
-connectivity with the encoder's depth-jump test stands in for DBSCAN's 3D radius, at a
-fraction of its cost). Clusters become the "object" level of the label maps (regions.py),
-so one click returns the whole drill, not its body without its handle, and printed texture
-or a crease on an object no longer cuts it.
+Objects rest on tables, floors and shelves. The dominant planes of a frame (seeded RANSAC on a
+subsample of the working-resolution points, `ransac_plane`) are its supports, walls and floors;
+what is not on a plane and is connected without a depth jump is an object cluster, the
+image-grid form of the "drop the table plane, DBSCAN, take the cluster" recipe (grid
+connectivity with a strict depth-jump test stands in for DBSCAN's 3D radius, at a fraction of
+its cost). With cfg.support_planes, clusters become the "object" level of the label maps
+(encoder.py), the LCCP objects of graph.py (split by cluster) the "part" level, and the cluster
+again the "region": one click returns the whole drill, not its body without its handle, and
+printed texture or a crease on an object no longer cuts it.
 
-Where it fails: objects that touch in 3D (a can standing on another, a pen in a mug) form one
-cluster (the finer "part" level still separates them where a concave crease or a colour edge
-does); an object thinner than the plane band (a sheet of paper) is part of its support.
+Where it fails: objects that touch in 3D (a can standing on another, a pen in a mug, a drill
+leaning on a box) form one cluster; the part level still separates them where LCCP does. An
+object thinner than the plane band (a sheet of paper, a marker lying flat) is part of its
+support.
 """
 
 from __future__ import annotations
 
 import cv2
 import numpy as np
-import open3d as o3d
 
 from models.geometric.config import GeometricConfig
 
@@ -27,7 +28,8 @@ def support_mask(points: np.ndarray, valid: np.ndarray, cfg: GeometricConfig) ->
     """(h, w) bool: pixels on one of up to cfg.support_max_planes dominant planes.
 
     A plane counts when it holds at least cfg.support_min_frac of the valid pixels; a pixel is on
-    it within cfg.support_band_m + cfg.support_band_quad * z² (sensor noise grows with z²).
+    it within 3 x the plane's RMS residual, at least cfg.support_band_min_m and at most
+    cfg.support_band_m + cfg.support_band_quad * z² (sensor noise grows with z²).
     RANSAC runs with a fixed seed on every cfg.support_stride-th valid pixel, so the same frame
     always gives the same planes.
     """
@@ -41,16 +43,18 @@ def support_mask(points: np.ndarray, valid: np.ndarray, cfg: GeometricConfig) ->
     band = cfg.support_band_m + cfg.support_band_quad * z * z
     sample = np.arange(0, flat.size, cfg.support_stride)
     free = np.ones(flat.size, bool)
-    o3d.utility.random.seed(0)
+    rng = np.random.default_rng(0)
     for _ in range(cfg.support_max_planes):
         idx = sample[free[sample]]
         if idx.size < 50:
             break
-        cloud = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts[idx]))
-        plane, _ = cloud.segment_plane(cfg.support_ransac_m, 3, cfg.support_iterations)
-        a = np.asarray(plane)
+        a = ransac_plane(pts[idx], cfg.support_ransac_m, cfg.support_iterations, rng)
         dist = np.abs(pts @ a[:3] + a[3])
-        inl = free & (dist < band)
+        # the band follows the plane's own noise: 3 x the RMS residual of its RANSAC inliers
+        # (a clean depth map gets a thin band, a noisy sensor a wide one), within [min, band]
+        core = dist[idx] < cfg.support_ransac_m
+        rms = float(np.sqrt(np.mean(dist[idx][core] ** 2))) if core.any() else cfg.support_ransac_m
+        inl = free & (dist < np.clip(3.0 * rms, cfg.support_band_min_m, band))
         if inl.sum() < cfg.support_min_frac * flat.size:
             break
         on[flat[inl]] = True
@@ -59,6 +63,34 @@ def support_mask(points: np.ndarray, valid: np.ndarray, cfg: GeometricConfig) ->
     # single specks or thin lines, not a support: an opening keeps only broad plane areas
     out = on.reshape(h, w).view(np.uint8)
     return cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)).view(bool) & valid
+
+
+def ransac_plane(pts: np.ndarray, threshold: float, iterations: int, rng: np.random.Generator) -> np.ndarray:
+    """(4,) plane a x + b y + c z + d = 0 (unit normal) with the most points within threshold.
+
+    Why not Open3D's segment_plane: it samples in parallel threads, so the same frame can give
+    slightly different planes from run to run, and the encoder must be a pure function of its
+    frame (the scheduler and the tests rely on it). All hypotheses are scored at once in NumPy
+    (iterations x points distances, ~1 M for the defaults), then refined by least squares (SVD)
+    on the inliers of the best one.
+    """
+    n = len(pts)
+    tri = rng.integers(0, n, (iterations, 3))
+    p0, p1, p2 = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
+    normal = np.cross(p1 - p0, p2 - p0)
+    norm = np.linalg.norm(normal, axis=1)
+    ok = norm > 1e-9
+    normal = normal[ok] / norm[ok, None]
+    d = -np.sum(normal * p0[ok], axis=1)
+    if normal.size == 0:
+        return np.array([0.0, 0.0, 1.0, -float(np.median(pts[:, 2]))])
+    counts = (np.abs(pts @ normal.T + d) < threshold).sum(axis=0)
+    best = int(np.argmax(counts))
+    inl = pts[np.abs(pts @ normal[best] + d[best]) < threshold]
+    centre = inl.mean(axis=0)
+    _, _, vt = np.linalg.svd(inl - centre, full_matrices=False)
+    nrm = vt[2]
+    return np.array([*nrm, -float(nrm @ centre)])
 
 
 def cluster_jumps(depth: np.ndarray, cfg: GeometricConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -90,7 +122,12 @@ def clusters(
     cut[1:] |= jump_y
     cut[:-1] |= jump_y
     core = free & ~cut
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    # one erosion breaks the thin bridges that a support's noisy fringe (just above the plane
+    # band) makes between neighbouring objects; the eroded rim is handed back below
+    core = cv2.erode(core.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(
+        core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
+    )
     small = stats[:, cv2.CC_STAT_AREA] < min_px
     small[0] = False
     labels[small[labels]] = 0
@@ -100,7 +137,7 @@ def clusters(
             (~seeds).view(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
         )
         seed_labels = labels.ravel()[np.flatnonzero(seeds)]
-        fill = free & ~seeds & (dist <= 2)
+        fill = free & ~seeds & (dist <= 3)
         labels[fill] = seed_labels[nearest[fill] - 1]
     present = np.bincount(labels.ravel(), minlength=n) > 0
     present[0] = False
@@ -182,7 +219,9 @@ def fill_cluster_holes(
     fill[0] = 0
     out = np.where(holes & (fill[hole_id] > 0), fill[hole_id], out).astype(np.int32)
     seeds = out > 0
-    dist, nearest = cv2.distanceTransformWithLabels((~seeds).view(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL)
+    dist, nearest = cv2.distanceTransformWithLabels(
+        (~seeds).view(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+    )
     seed_labels = out.ravel()[np.flatnonzero(seeds)]
     close = near_only & ~seeds & (dist <= near_px)
     out[close] = seed_labels[nearest[close] - 1]
