@@ -194,7 +194,11 @@ def contact_sheet(frames: list, label_maps: list[np.ndarray], names: list[list[s
     while len(tiles) % 2:
         tiles.append(np.zeros_like(tiles[0]))
     rows = [np.hstack(tiles[i : i + 2]) for i in range(0, len(tiles), 2)]
-    cv2.imwrite(str(path), np.vstack(rows))
+    # a 256-colour palette keeps the sheet small in the repository (outlines stay exact)
+    from PIL import Image
+
+    sheet = cv2.cvtColor(np.vstack(rows), cv2.COLOR_BGR2RGB)
+    Image.fromarray(sheet).quantize(256, dither=Image.Dither.NONE).save(path, optimize=True)
 
 
 def main(argv: list[str] | None = None) -> None:
