@@ -28,15 +28,22 @@ import numpy as np
 
 from models.interfaces import ImageEmbedding, MaskPrediction, PromptDecoder, PromptInput, predict_prompts
 
+SAM_PRED_IOU_THRESH = 0.88
+"""SAM's automatic mask generator default, for decoders without a calibrated threshold."""
+
 
 @dataclass(frozen=True)
 class EverythingConfig:
-    """SAM's automatic mask generator defaults (points_per_side 32, IoU 0.88, stability 0.95, NMS 0.7).
+    """SAM's automatic mask generator defaults (points_per_side 32, IoU 0.88 unless the decoder has
+    its own, stability 0.95, NMS 0.7).
 
     Attributes:
         points_per_side: grid side; points_per_side^2 prompts.
         points_per_batch: prompts per decoder call.
-        pred_iou_thresh: minimum model-predicted mask quality.
+        pred_iou_thresh: minimum model-predicted mask quality; None: the decoder's own calibrated
+            threshold (`everything_iou_thresh`, with its `everything_min_area_px`) when it has
+            one, else SAM's 0.88. A model whose scores are not SAM's predicted IoU (the geometric
+            default's are a boundary heuristic) needs its own, measured on real frames.
         stability_score_thresh: minimum stability score.
         stability_score_offset: logit offset of the stability score.
         box_nms_thresh: IoU of two masks' boxes above which the lower-scoring one is dropped.
@@ -46,7 +53,7 @@ class EverythingConfig:
 
     points_per_side: int = 32
     points_per_batch: int = 64
-    pred_iou_thresh: float = 0.88
+    pred_iou_thresh: float | None = None
     stability_score_thresh: float = 0.95
     stability_score_offset: float = 1.0
     box_nms_thresh: float = 0.7
@@ -59,7 +66,8 @@ class EverythingConfig:
         if self.points_per_batch < 1 or self.max_masks < 1 or self.min_mask_area_px < 0:
             raise ValueError("points_per_batch and max_masks must be >= 1, min_mask_area_px >= 0")
         for name in ("pred_iou_thresh", "stability_score_thresh", "box_nms_thresh"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
                 raise ValueError(f"EverythingConfig.{name} must be in [0, 1], got {getattr(self, name)}")
 
 
@@ -116,6 +124,10 @@ def segment_everything(
     """All masks of one embedded image; see the module docstring."""
     h, w = embedding.original_size
     grid = point_grid(config.points_per_side, h, w)
+    iou_thresh, min_area = config.pred_iou_thresh, config.min_mask_area_px
+    if iou_thresh is None:
+        iou_thresh = float(getattr(decoder, "everything_iou_thresh", SAM_PRED_IOU_THRESH))
+        min_area = max(min_area, int(getattr(decoder, "everything_min_area_px", 0)))
     kept: dict[bytes, int] = {}  # digest of the packed mask -> index into the lists below
     packed: list[np.ndarray] = []
     scores: list[float] = []
@@ -131,8 +143,8 @@ def segment_everything(
             candidates += len(pred.scores)
             stab = stability_scores(pred, config.stability_score_offset)
             areas = pred.masks.reshape(len(pred.scores), -1).sum(1)
-            ok = (pred.scores >= config.pred_iou_thresh) & (stab >= config.stability_score_thresh)
-            ok &= (areas > 0) & (areas >= config.min_mask_area_px)
+            ok = (pred.scores >= iou_thresh) & (stab >= config.stability_score_thresh)
+            ok &= (areas > 0) & (areas >= min_area)
             for k in np.flatnonzero(ok):
                 bits = np.packbits(pred.masks[k])
                 key = hashlib.blake2b(bits.tobytes(), digest_size=16).digest()

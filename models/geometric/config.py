@@ -64,6 +64,30 @@ class GeometricConfig:
         part_grow_px: parts grow this many pixels into the edge bands around them.
         hole_max_frac: sensor holes up to this fraction of the image that are surrounded by one
             object join it.
+    Support planes and object clusters (support.py):
+        support_planes: find the dominant planes (tables, floors, walls) and make every cluster
+            of off-plane pixels connected without a depth jump one "object", the LCCP objects of
+            graph.py its parts (False, the default for now: the LCCP objects are the objects and
+            regions reach across supports, as before; see bench.real_accuracy for both).
+        support_max_planes, support_min_frac: at most this many planes, each holding at least this
+            fraction of the valid pixels.
+        support_band_min_m, support_band_m, support_band_quad: a pixel is on a plane within 3 x
+            the plane's RMS residual, clipped to [band_min_m, band_m + band_quad * z²] metres
+            (RealSense/Kinect noise grows with z²); objects lose at most this much at their base.
+        support_ransac_m, support_iterations, support_stride: RANSAC inlier distance, iterations
+            and subsampling (every stride-th valid working pixel).
+        cluster_jump_m, cluster_jump_quad: neighbours whose depths differ by more than
+            jump_m + jump_quad * z² are not connected in a cluster (stricter than jump_*: no
+            slope term, so objects side by side separate).
+        cluster_min_px: smaller clusters (full-resolution pixels) are noise and dropped.
+        cluster_hole_px: sensor holes this close (working pixels) to a cluster join it.
+        prefer_clusters: with support_planes, a cluster's score is raised above its pieces'
+            (quality.prefer_clusters), so a click returns the whole object.
+    Segment everything (engine/everything.py, when the client sets no threshold):
+        everything_iou_thresh, everything_min_area_px: keep masks scoring at least this and of at
+            least this many pixels. The scores are a boundary heuristic, not SAM's predicted IoU,
+            so SAM's 0.88 keeps almost nothing; these were measured on the real tabletop frames
+            (bench.real_accuracy): lower finds more objects with more masks per object.
     Camera:
         default_focal_px_at_640: focal length assumed (scaled with the width) for frames sent
             without intrinsics.
@@ -99,6 +123,22 @@ class GeometricConfig:
     box_fill: float = 0.5
     mask_fill: float = 0.5
     default_focal_px_at_640: float = 525.0
+    support_planes: bool = False
+    support_max_planes: int = 3
+    support_min_frac: float = 0.08
+    support_band_m: float = 0.008
+    support_band_min_m: float = 0.004
+    support_band_quad: float = 0.004
+    support_ransac_m: float = 0.01
+    support_iterations: int = 120
+    support_stride: int = 7
+    cluster_min_px: int = 200
+    cluster_jump_m: float = 0.008
+    cluster_jump_quad: float = 0.004
+    cluster_hole_px: float = 2.0
+    prefer_clusters: bool = True
+    everything_iou_thresh: float = 0.4
+    everything_min_area_px: int = 600
 
     def __post_init__(self) -> None:
         if self.normal_window < 3 or self.normal_window % 2 == 0:

@@ -31,6 +31,10 @@ class GeometricDecoder:
 
     def __init__(self, config: GeometricConfig | None = None) -> None:
         self.config = config or GeometricConfig()
+        # segment everything (engine/everything.py) keeps masks scoring at least this, of at
+        # least this many pixels, unless the client asks for its own threshold
+        self.everything_iou_thresh = self.config.everything_iou_thresh
+        self.everything_min_area_px = self.config.everything_min_area_px
 
     def predict(self, embedding: ImageEmbedding, prompt: PromptInput) -> MaskPrediction:
         """Masks for one prompt.

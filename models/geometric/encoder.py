@@ -14,8 +14,9 @@ from models.geometric.config import GeometricConfig
 from models.geometric.embedding import BACKEND, LabelMaps
 from models.geometric.features import compute_features, default_camera_matrix, downsample_depth
 from models.geometric.kernels import warm_up
-from models.geometric.quality import evidence_map, level_scores
-from models.geometric.regions import build_work_labels
+from models.geometric.quality import evidence_map, level_scores, prefer_clusters
+from models.geometric.regions import WorkLabels, build_work_labels
+from models.geometric.support import cluster_jumps, clusters, fill_cluster_holes, support_mask, with_clusters
 from models.interfaces import ImageEmbedding, ImageInput, ModelError
 
 
@@ -74,6 +75,17 @@ class GeometricEncoder:
         feats = compute_features(rgb_s, depth_s, k_s, cfg)
         min_px = max(4, cfg.min_region_px // (f * f))
         work = build_work_labels(feats, cfg, min_px, int(cfg.hole_max_frac * hs * ws))
+        is_cluster = None
+        if feats.has_depth and cfg.support_planes:
+            support = support_mask(feats.points, feats.valid, cfg)
+            jx, jy = cluster_jumps(feats.depth, cfg)
+            n_c, cl = clusters(feats.valid, support, jx, jy, max(min_px, cfg.cluster_min_px // (f * f)))
+            cl = fill_cluster_holes(cl, feats.valid, support, cfg.cluster_hole_px)
+            # parts become the LCCP objects (split by cluster), objects the clusters
+            lccp = work.object
+            ident = np.arange(int(lccp.max()) + 1, dtype=np.int32)
+            part_w, obj_lut, reg_lut, is_cluster = with_clusters(lccp, ident, work.region_lut, cl, n_c)
+            work = WorkLabels(part_w, obj_lut, reg_lut)
         evidence = evidence_map(feats, cfg.colour_step)
         n_part = int(work.part.max()) + 1
         part_to_object = work.object_lut[:n_part]
@@ -81,6 +93,8 @@ class GeometricEncoder:
         scores, areas_small = level_scores(
             work.part, (np.arange(n_part, dtype=np.int32), part_to_object, part_to_region), evidence
         )
+        if is_cluster is not None and cfg.prefer_clusters:
+            scores = prefer_clusters(scores, part_to_object, part_to_region, is_cluster)
         areas = tuple((a * float(f * f)).astype(np.float32) for a in areas_small)
 
         part = upsample_nearest(work.part, h, w)

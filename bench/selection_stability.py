@@ -1,0 +1,194 @@
+"""`python -m bench.selection_stability`: does a gazed object stay the same object from frame to frame?
+
+On a posed sequence (livingroom1_micro: rendered room, camera poses from Open3D's reconstruction),
+one world point on an object (the chair's seat, picked in the first frame) is projected into
+every frame as the gaze point, and the engine answers through the public `Pipeline` with its
+default settings (mask cleaning on), each frame encoded fresh (no tracking, no dwell reuse):
+the floor of what the session gets without reuse; and "sticky": the same, but of the three
+candidates the one overlapping the previous selection (mapped into this frame by depth + pose,
+engine/mapping.py) is selected, through Pipeline.answer's `choose` hook. Reported: the spread
+of the selected 3D segment's world centroid (distance to the median centroid: median, p90,
+max), frame-to-frame centroid steps, and how often the selected granularity changed.
+
+Writes bench/results/selection_stability.json and .png (commit, n, load).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench.common import RESULTS, machine, percentiles, write_json
+from bench.real_gt import default_data_dir
+from clients.sources.folder import open_sequence
+from engine.config import EngineConfig
+from engine.core import StageTimestamps
+from engine.mapping import FrameMapping
+from engine.masks.metrics import mask_iou
+from engine.pipeline import Pipeline
+from models.interfaces import PromptInput
+from models.registry import ModelSpec, build_model
+
+
+def world_point(frame, x: int, y: int) -> np.ndarray:
+    """(3,) world point under pixel (x, y) (median depth of its 5x5 neighbourhood)."""
+    d = frame.depth_m[y - 2 : y + 3, x - 2 : x + 3]
+    z = float(np.median(d[d > 0]))
+    k = frame.intrinsics
+    p = np.array([(x - k.cx) * z / k.fx, (y - k.cy) * z / k.fy, z, 1.0])
+    return (frame.pose.matrix @ p)[:3]
+
+
+def project(frame, point: np.ndarray) -> tuple[float, float] | None:
+    cam = np.linalg.inv(frame.pose.matrix) @ np.append(point, 1.0)
+    if cam[2] <= 0.1:
+        return None
+    k = frame.intrinsics
+    x, y = k.fx * cam[0] / cam[2] + k.cx, k.fy * cam[1] / cam[2] + k.cy
+    if not (0 <= x < k.width and 0 <= y < k.height):
+        return None
+    return float(x), float(y)
+
+
+def sticky_chooser(prior: np.ndarray, min_iou: float = 0.3):
+    """Pick the candidate that overlaps the previous selection (mapped into this frame) most,
+    if it overlaps at least min_iou; else the best score (Pipeline's Chooser protocol)."""
+
+    def choose(masks, scores) -> int:
+        ious = [mask_iou(m, prior) for m in masks]
+        best = int(np.argmax(ious))
+        return best if ious[best] >= min_iou else int(np.argmax(scores))
+
+    return choose
+
+
+def run(pipe: Pipeline, seq, target: np.ndarray, n_frames: int, sticky: bool) -> dict:
+    """One pass over the sequence; sticky: select what overlaps the previous selection."""
+    centroids, grans, ms, used = [], [], [], []
+    prev = None
+    for i in range(min(n_frames, len(seq))):
+        frame = seq[i]
+        xy = project(frame, target)
+        if xy is None:
+            continue
+        t0 = time.perf_counter()
+        keyframe = pipe.keyframe_now(frame)
+        choose = None
+        if sticky and prev is not None:
+            prior = FrameMapping.between(prev[0], frame, pipe.mapping).mask(prev[1])
+            choose = sticky_chooser(prior)
+        ans = pipe.answer(
+            frame,
+            keyframe,
+            PromptInput(np.array([xy], np.float32), np.ones(1, np.int32)),
+            i,
+            StageTimestamps(),
+            choose=choose,
+        )
+        prev = (frame, ans.mask)
+        ms.append((time.perf_counter() - t0) * 1e3)
+        seg = ans.result.segment
+        if seg is None or seg.status != "ok":
+            continue
+        centroids.append(np.asarray(seg.centroid, np.float64))
+        grans.append(ans.result.masks[ans.result.best].granularity)
+        used.append(i)
+    c = np.stack(centroids)
+    spread = np.linalg.norm(c - np.median(c, axis=0), axis=1)
+    steps = np.linalg.norm(np.diff(c, axis=0), axis=1)
+    return {
+        "n_frames": len(used),
+        "centroid_spread_cm": _stats(spread),
+        "frame_to_frame_step_cm": _stats(steps),
+        "granularity_counts": {g: grans.count(g) for g in sorted(set(grans))},
+        "granularity_switches": int(sum(a != b for a, b in zip(grans[:-1], grans[1:], strict=True))),
+        "ms_per_frame": percentiles(ms),
+        "spread_per_frame_cm": (spread * 100).round(2).tolist(),
+        "steps_cm": (steps * 100).round(2).tolist(),
+        "frames": used,
+    }
+
+
+def _stats(v: np.ndarray) -> dict:
+    return {
+        "median": round(float(np.median(v)) * 100, 2),
+        "p90": round(float(np.percentile(v, 90)) * 100, 2),
+        "max": round(float(v.max()) * 100, 2),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=None)
+    parser.add_argument("--frames", type=int, default=80, help="consecutive frames from the first")
+    parser.add_argument(
+        "--click", type=int, nargs=2, default=(480, 240), help="pixel of the object in frame 0"
+    )
+    args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    seq = open_sequence((args.data or default_data_dir()) / "livingroom1_micro")
+    cfg = EngineConfig()
+    pipe = Pipeline(
+        build_model(ModelSpec("geometric")),
+        cfg.lift,
+        cfg.mask_clean,
+        cfg.mapping,
+        cfg.everything,
+        cfg.clean_masks,
+    )
+    target = world_point(seq[0], *args.click)
+    runs = {
+        mode: run(pipe, seq, target, args.frames, sticky=mode == "sticky") for mode in ("fresh", "sticky")
+    }
+    try:
+        run_git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
+        commit = run_git.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    payload = {
+        "commit": commit,
+        "machine": machine(),
+        "load_before": list(load_before),
+        "load_after": list(os.getloadavg()),
+        "sequence": "livingroom1_micro",
+        "target_world": target.tolist(),
+        "modes": {
+            "fresh": "every frame encoded fresh, one gaze point at the projected target, best score selected",
+            "sticky": "as fresh, but the candidate overlapping the previous selection (mapped by pose) "
+            "is selected",
+        },
+        **runs,
+    }
+    write_json("selection_stability.json", payload)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(1, 2, figsize=(11, 4))
+    for mode, r in runs.items():
+        ax[0].plot(r["frames"], r["spread_per_frame_cm"], ".-", label=mode)
+        ax[1].plot(r["frames"][1:], r["steps_cm"], ".-", label=mode)
+    ax[0].axhline(2, color="r", ls="--", lw=1, label="2 cm target")
+    ax[0].set(
+        xlabel="frame", ylabel="distance to median centroid (cm)", title="world centroid of the gazed chair"
+    )
+    ax[0].legend()
+    ax[1].legend()
+    ax[1].set(xlabel="frame", ylabel="cm", title="frame-to-frame centroid step")
+    fig.tight_layout()
+    fig.savefig(RESULTS / "selection_stability.png", dpi=110)
+    plt.close(fig)
+    keys = ("n_frames", "centroid_spread_cm", "frame_to_frame_step_cm", "granularity_counts")
+    for mode, r in runs.items():
+        print(mode, {k: r[k] for k in keys})
+    return payload
+
+
+if __name__ == "__main__":
+    main()
