@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -199,6 +200,9 @@ def explain(exc: BaseException, config: StreamConfig) -> str | None:
     """One line telling the user what went wrong and what to do; None for an unexpected error."""
     url, kind = config.resolved()
     serve = "start it with `xrseg serve --token TOKEN`"
+    cause = getattr(exc, "os_error", None)  # aiohttp wraps the socket's error
+    if isinstance(cause, OSError):
+        exc = cause
     match exc:
         case SourceError():
             return str(exc)
@@ -207,7 +211,7 @@ def explain(exc: BaseException, config: StreamConfig) -> str | None:
                     "with (--token); to resume a session, its session id must still be alive")  # fmt: skip
         case EngineError():
             return f"the engine at {url} refused the session: {exc.code}: {exc.message}"
-        case ConnectionRefusedError():
+        case ConnectionRefusedError() | OSError(errno=errno.ECONNREFUSED):
             return f"cannot reach the engine at {url} (connection refused): {serve}, or check --url"
         case ChannelClosed():
             return f"the engine closed the connection: {exc}. It may have stopped; reconnecting resumes the session"
