@@ -43,7 +43,10 @@ class StreamConfig:
         source: a name of clients.sources.registry.SOURCES; options: its settings.
         url: engine address (ws:// or http:// for WebRTC signalling); None: the transport's default.
         transport: None: from the URL's scheme.
-        prompt_every: prompt on every n-th frame (WebRTC: depth rides those frames only).
+        prompt_every: prompt on every n-th frame.
+        depth_every: WebRTC only: depth rides every n-th frame; None: the prompted frames only
+            (prompt_every), which keeps the data channel (~1.5 MB/s with aiortc) far from full;
+            1: every frame, skipped while the channel is backed up.
         loopback: WebRTC ICE on 127.0.0.1 only; None: when the URL's host is local.
     """
 
@@ -53,6 +56,7 @@ class StreamConfig:
     token: str = ""
     transport: Transport | None = None
     prompt_every: int = 5
+    depth_every: int | None = None
     mode: PromptMode = PromptMode.GAZE
     video_codec: str = "VP8"
     loopback: bool | None = None
@@ -105,7 +109,7 @@ async def run_stream(config: StreamConfig, echo: Callable[[str], None] = print) 
             from clients.webrtc_client import RtcClientOptions
 
             loopback = config.loopback if config.loopback is not None else _is_local(url)
-            options = RtcClientOptions(fps=info.fps, video_codec=config.video_codec, depth_every=config.prompt_every,
+            options = RtcClientOptions(fps=info.fps, video_codec=config.video_codec, depth_every=config.depth_every or config.prompt_every,
                                        host_addresses=("127.0.0.1",) if loopback else None,
                                        connect_timeout_s=config.connect_timeout_s)  # fmt: skip
         connector = ClientSession.connect(url, config.token, "xrseg-stream", transport=kind, options=options)

@@ -15,7 +15,7 @@ def stream_command(
     target: str | None, source: str, transport: str | None, url: str | None, token: str, fps: float | None,
     width: int, height: int, prompt_every: int, mode: str, max_frames: int | None, gaze_file: Path | None,
     calibration: Path | None, reference_space: str, spatial: bool, temporal: bool, hole_filling: bool,
-    align: bool, video_codec: str, **_: object,
+    align: bool, video_codec: str, depth_every: int | None = None, **_: object,
 ) -> int:  # fmt: skip
     """Run the stream; print progress lines and a summary. Returns the exit code (0 ok, 2 failed)."""
     try:
@@ -29,6 +29,7 @@ def stream_command(
             token=token,
             transport=Transport(transport) if transport else None,
             prompt_every=max(1, prompt_every),
+            depth_every=max(1, depth_every) if depth_every else None,
             mode=PromptMode(mode),
             video_codec=video_codec,
         )

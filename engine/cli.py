@@ -133,6 +133,7 @@ def stream(
     hole_filling: Annotated[bool, typer.Option(help="RealSense hole-filling depth filter.")] = False,
     align: Annotated[bool, typer.Option(help="Align RealSense depth to colour.")] = True,
     video_codec: Annotated[str, typer.Option(help="WebRTC video codec: VP8 or H264.")] = "VP8",
+    depth_every: Annotated[int | None, typer.Option(help="WebRTC: depth with every n-th frame (default: the prompted ones).")] = None,
     log_level: str = "WARNING",
 ) -> None:
     """Stream a device or recording to a running engine; print progress and answered prompts."""

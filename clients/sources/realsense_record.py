@@ -95,3 +95,30 @@ def _stream(rs, kind, fmt, bpp: int, uid: int, k: CameraIntrinsics, fps: int):  
 def _chain(first: RGBDFrame, rest: Iterable[RGBDFrame]) -> Iterable[RGBDFrame]:
     yield first
     yield from rest
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m clients.sources.realsense_record FOLDER OUT.db3 [--max-frames N] [--fps 30]`."""
+    import argparse
+
+    from clients.sources.folder import SequenceError, open_sequence
+
+    parser = argparse.ArgumentParser(description="Write an RGB-D folder as a RealSense recording (software device).")
+    parser.add_argument("folder", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--max-frames", type=int, default=None)
+    parser.add_argument("--fps", type=int, default=30)
+    args = parser.parse_args(argv)
+    try:
+        seq = open_sequence(args.folder)
+        n = len(seq) if args.max_frames is None else min(len(seq), args.max_frames)
+        written = record_frames((seq[i] for i in range(n)), args.out, args.fps)
+    except (SequenceError, SourceError) as exc:
+        print(f"realsense_record: {exc}")
+        return 2
+    print(f"wrote {written} frames to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
