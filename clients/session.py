@@ -3,7 +3,8 @@
     async with ClientSession.connect("ws://127.0.0.1:8765", token="T") as client:      # WebSocket
     async with ClientSession.connect("http://127.0.0.1:8766", token="T") as client:    # WebRTC
         await client.send_frame(frame)
-        result = await client.prompt(Prompt(prompt_id=1, frame_id=frame.frame_id, points=(PointPrompt(320, 240),)))
+        click = Prompt(prompt_id=1, frame_id=frame.frame_id, points=(PointPrompt(320, 240),))
+        result = await client.prompt(click)
 
 The URL scheme picks the transport (ws/wss: WebSocket; http/https: WebRTC signalling), or pass
 transport= explicitly. `prompt` resolves with the SegmentationResult or raises EngineError with
@@ -56,8 +57,10 @@ class Transport(StrEnum):
             return cls.WS
         if scheme in ("http", "https"):
             return cls.WEBRTC
-        raise ValueError(f"cannot tell the transport from {url!r}: use ws://HOST:PORT (WebSocket) or "
-                         "http://HOST:PORT (WebRTC signalling)")  # fmt: skip
+        raise ValueError(
+            f"cannot tell the transport from {url!r}: use ws://HOST:PORT (WebSocket) or "
+            "http://HOST:PORT (WebRTC signalling)"
+        )
 
 
 class ClientSession:
@@ -219,7 +222,9 @@ class ClientSession:
 class Connector:
     """Awaitable and async context manager returned by ClientSession.connect."""
 
-    def __init__(self, url: str, hello: Hello, transport: Transport, options: RtcClientOptions | None) -> None:
+    def __init__(
+        self, url: str, hello: Hello, transport: Transport, options: RtcClientOptions | None
+    ) -> None:
         self._url = url
         self._hello = hello
         self._transport = transport

@@ -88,9 +88,15 @@ class StreamSummary:
 
     def line(self) -> str:
         p50, p95 = self.latency_ms(0.5), self.latency_ms(0.95)
-        latency = f"latency p50 {p50:.0f} ms, p95 {p95:.0f} ms" if p50 is not None and p95 is not None else "latency -"
-        return (f"{self.frames_sent} frames sent ({self.fps:.1f} fps) | {self.prompts_sent} prompts, "
-                f"{len(self.results)} answered, {len(self.failed)} failed | {latency}")  # fmt: skip
+        latency = (
+            f"latency p50 {p50:.0f} ms, p95 {p95:.0f} ms"
+            if p50 is not None and p95 is not None
+            else "latency -"
+        )
+        return (
+            f"{self.frames_sent} frames sent ({self.fps:.1f} fps) | {self.prompts_sent} prompts, "
+            f"{len(self.results)} answered, {len(self.failed)} failed | {latency}"
+        )
 
 
 async def run_stream(config: StreamConfig, echo: Callable[[str], None] = print) -> StreamSummary:
@@ -102,16 +108,22 @@ async def run_stream(config: StreamConfig, echo: Callable[[str], None] = print) 
     source = build_source(config.source, config.options)
     info = await asyncio.to_thread(source.start)
     try:
-        echo(f"source: {info.name} ({info.intrinsics.width}x{info.intrinsics.height}, "
-             f"{'live' if info.live else f'recording at {info.fps:g} fps'})")  # fmt: skip
+        echo(
+            f"source: {info.name} ({info.intrinsics.width}x{info.intrinsics.height}, "
+            f"{'live' if info.live else f'recording at {info.fps:g} fps'})"
+        )
         options = None
         if kind == Transport.WEBRTC:
             from clients.webrtc_client import RtcClientOptions
 
             loopback = config.loopback if config.loopback is not None else _is_local(url)
-            options = RtcClientOptions(fps=info.fps, video_codec=config.video_codec, depth_every=config.depth_every or config.prompt_every,
-                                       host_addresses=("127.0.0.1",) if loopback else None,
-                                       connect_timeout_s=config.connect_timeout_s)  # fmt: skip
+            options = RtcClientOptions(
+                fps=info.fps,
+                video_codec=config.video_codec,
+                depth_every=config.depth_every or config.prompt_every,
+                host_addresses=("127.0.0.1",) if loopback else None,
+                connect_timeout_s=config.connect_timeout_s,
+            )
         connector = ClientSession.connect(url, config.token, "xrseg-stream", transport=kind, options=options)
         client = await asyncio.wait_for(connector, config.connect_timeout_s)
         try:
@@ -124,8 +136,9 @@ async def run_stream(config: StreamConfig, echo: Callable[[str], None] = print) 
         await asyncio.to_thread(source.stop)
 
 
-async def _stream(client: ClientSession, source: Source, info: SourceInfo, config: StreamConfig,
-                  echo: Callable[[str], None]) -> StreamSummary:  # fmt: skip
+async def _stream(
+    client: ClientSession, source: Source, info: SourceInfo, config: StreamConfig, echo: Callable[[str], None]
+) -> StreamSummary:
     summary = StreamSummary(session_id=client.session_id)
     pending: set[asyncio.Future[TimedResult]] = set()
     period = 1.0 / info.fps
@@ -211,17 +224,21 @@ def explain(exc: BaseException, config: StreamConfig) -> str | None:
         case SourceError():
             return str(exc)
         case EngineError(code=ErrorCode.UNAUTHORIZED):
-            return (f"the engine at {url} refused the token ({exc.message}): pass the token it was started "
-                    "with (--token); to resume a session, its session id must still be alive")  # fmt: skip
+            return (
+                f"the engine at {url} refused the token ({exc.message}): pass the token it was started "
+                "with (--token); to resume a session, its session id must still be alive"
+            )
         case EngineError():
             return f"the engine at {url} refused the session: {exc.code}: {exc.message}"
         case ConnectionRefusedError() | OSError(errno=errno.ECONNREFUSED):
             return f"cannot reach the engine at {url} (connection refused): {serve}, or check --url"
         case ChannelClosed():
-            return f"the engine closed the connection: {exc}. It may have stopped; reconnecting resumes the session"
+            return f"the engine closed the connection: {exc}. It may have stopped; reconnecting resumes it"
         case TimeoutError():
-            return (f"no answer from the engine at {url} within {config.connect_timeout_s:g} s over {kind}: "
-                    f"is it running and reachable ({serve})?")  # fmt: skip
+            return (
+                f"no answer from the engine at {url} within {config.connect_timeout_s:g} s over {kind}: "
+                f"is it running and reachable ({serve})?"
+            )
         case OSError():
             return f"cannot reach the engine at {url}: {exc.strerror or exc}: {serve}, or check --url"
         case ValueError():

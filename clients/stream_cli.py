@@ -12,19 +12,44 @@ from clients.stream import PromptMode, StreamConfig, explain, run_stream
 
 
 def stream_command(
-    target: str | None, source: str, transport: str | None, url: str | None, token: str, fps: float | None,
-    width: int, height: int, prompt_every: int, mode: str, max_frames: int | None, gaze_file: Path | None,
-    calibration: Path | None, reference_space: str, spatial: bool, temporal: bool, hole_filling: bool,
-    align: bool, video_codec: str, depth_every: int | None = None, **_: object,
-) -> int:  # fmt: skip
+    target: str | None,
+    source: str,
+    transport: str | None,
+    url: str | None,
+    token: str,
+    fps: float | None,
+    width: int,
+    height: int,
+    prompt_every: int,
+    mode: str,
+    max_frames: int | None,
+    gaze_file: Path | None,
+    calibration: Path | None,
+    reference_space: str,
+    spatial: bool,
+    temporal: bool,
+    hole_filling: bool,
+    align: bool,
+    video_codec: str,
+    depth_every: int | None = None,
+    **_: object,
+) -> int:
     """Run the stream; print progress lines and a summary. Returns the exit code (0 ok, 2 failed)."""
     try:
         config = StreamConfig(
             source=source,
-            options=SourceOptions(target=target, width=width, height=height, fps=fps,
-                                  filters=DepthFilters(spatial, temporal, hole_filling), align=align,
-                                  gaze_file=gaze_file, calibration=calibration, reference_space=reference_space,
-                                  max_frames=max_frames),  # fmt: skip
+            options=SourceOptions(
+                target=target,
+                width=width,
+                height=height,
+                fps=fps,
+                filters=DepthFilters(spatial, temporal, hole_filling),
+                align=align,
+                gaze_file=gaze_file,
+                calibration=calibration,
+                reference_space=reference_space,
+                max_frames=max_frames,
+            ),
             url=url,
             token=token,
             transport=Transport(transport) if transport else None,
@@ -53,8 +78,11 @@ def stream_command(
         r = result.result
         best = r.masks[r.best] if r.masks else None
         area = int(best.mask.counts[1::2].sum()) if best is not None else 0
-        print(f"  prompt {r.prompt_id} on frame {r.frame_id}: {len(r.masks)} masks" + (
-            f", best score {best.score:.2f}, {area} px" if best is not None else "") + f", {result.latency_ms:.0f} ms")
+        print(
+            f"  prompt {r.prompt_id} on frame {r.frame_id}: {len(r.masks)} masks"
+            + (f", best score {best.score:.2f}, {area} px" if best is not None else "")
+            + f", {result.latency_ms:.0f} ms"
+        )
     for failure in summary.failed[:3]:
         print(f"  failed: {failure}")
     return 0 if summary.prompts_sent == 0 or summary.results else 2

@@ -205,7 +205,10 @@ class WebRTCChannel:
         self.bytes_sent = 0  # on the "xrseg" channel, chunk headers included
         control.on("message", self._on_message)
         control.on("close", self._on_closed)
-        pc.on("connectionstatechange", lambda: pc.connectionState in ("failed", "closed") and self._on_closed())
+        pc.on(
+            "connectionstatechange",
+            lambda: pc.connectionState in ("failed", "closed") and self._on_closed(),
+        )
         self._keepalive = asyncio.create_task(self._keep_alive(), name="xrseg-rtc-keepalive")
 
     # -- Channel -----------------------------------------------------------------------------
@@ -311,7 +314,8 @@ class WebRTCChannel:
         """A ping when nothing was sent for options.keepalive_s, so the engine keeps the session."""
         while True:
             await asyncio.sleep(self.options.keepalive_s / 2)
-            if time.monotonic() - self._last_send >= self.options.keepalive_s and self.control.readyState == "open":
+            quiet = time.monotonic() - self._last_send >= self.options.keepalive_s
+            if quiet and self.control.readyState == "open":
                 self.send_chunked(encode_message(Ping(time.time())))
 
 
@@ -323,7 +327,8 @@ async def open_webrtc(url: str, hello: Hello, options: RtcClientOptions) -> WebR
     servers = [RTCIceServer(urls, username, credential) for urls, username, credential in options.ice_servers]
     pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
     try:
-        return await asyncio.wait_for(_negotiate(pc, url.rstrip("/"), hello, options), options.connect_timeout_s)
+        negotiation = _negotiate(pc, url.rstrip("/"), hello, options)
+        return await asyncio.wait_for(negotiation, options.connect_timeout_s)
     except BaseException:
         await pc.close()
         raise
@@ -337,7 +342,9 @@ async def _negotiate(pc: RTCPeerConnection, url: str, hello: Hello, opts: RtcCli
         transceiver = pc.addTransceiver(track, direction="sendonly")
         wanted = f"video/{opts.video_codec}".lower()
         codecs = [
-            c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType.lower() in (wanted, "video/rtx")
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() in (wanted, "video/rtx")
         ]
         if not any(c.mimeType.lower() == wanted for c in codecs):
             raise ValueError(f"video codec {opts.video_codec!r} is not available; use VP8 or H264")

@@ -13,7 +13,13 @@ import pytest
 from clients.channel import ChannelClosed
 from clients.replies import EngineError
 from clients.session import ClientSession, Transport
-from clients.sources.synthetic import DepthDegradation, default_intrinsics, make_scene, orbit_poses, render_sequence
+from clients.sources.synthetic import (
+    DepthDegradation,
+    default_intrinsics,
+    make_scene,
+    orbit_poses,
+    render_sequence,
+)
 from clients.webrtc_client import WebRTCChannel
 from clients.ws_client import WebSocketChannel
 from engine.config import EngineConfig
@@ -33,8 +39,11 @@ K = default_intrinsics(320, 240, 262.5, 262.5)
 async def engine_url(transport: Transport) -> AsyncIterator[str]:
     """A real engine with the given front door on 127.0.0.1; yields the URL a client connects to."""
     async with Engine(EngineConfig(port=0, tokens=(TOKEN,), session_linger_s=30.0)) as engine:
-        door = WebSocketTransport(engine, "127.0.0.1", 0) if transport == Transport.WS else WebRTCTransport(
-            engine, WebRTCConfig(port=0, host_addresses=LOOPBACK))  # fmt: skip
+        door = (
+            WebSocketTransport(engine, "127.0.0.1", 0)
+            if transport == Transport.WS
+            else WebRTCTransport(engine, WebRTCConfig(port=0, host_addresses=LOOPBACK))
+        )
         await door.start()
         try:
             yield door.url
@@ -56,7 +65,9 @@ async def test_same_session_api_on_both_transports(transport: Transport) -> None
     frames = render_sequence(scene, orbit_poses(scene, 100)[:8], K, DepthDegradation(), seed=2)
     target = max(scene.object_ids, key=lambda o: frames[0].visible_mask(o).sum())
     async with engine_url(transport) as url:
-        client = await ClientSession.connect(url, TOKEN, "api-test", options=CLIENT)  # scheme picks the channel
+        client = await ClientSession.connect(
+            url, TOKEN, "api-test", options=CLIENT
+        )  # scheme picks the channel
         assert isinstance(client.channel, WebSocketChannel if transport == Transport.WS else WebRTCChannel)
         await client.send_frame(frames[0].frame)
         first = await asyncio.wait_for(client.track(_select(frames[0], target, 3)), 60)

@@ -55,8 +55,9 @@ def test_webcam_without_camera() -> None:
 
 
 async def test_wrong_token_is_explained(live_engine) -> None:  # type: ignore[no-untyped-def]
-    config = StreamConfig("folder", SourceOptions(target=str(LIVINGROOM), max_frames=2), live_engine.url, "wrong",
-                          Transport.WS)  # fmt: skip
+    config = StreamConfig(
+        "folder", SourceOptions(target=str(LIVINGROOM), max_frames=2), live_engine.url, "wrong", Transport.WS
+    )
     with pytest.raises(EngineError) as refused:
         await run_stream(config)
     assert "refused the token" in (explain(refused.value, config) or "")

@@ -60,8 +60,16 @@ def test_ray_trace_jsonl_hits_the_looked_at_point(tmp_path: Path) -> None:
     for i in range(N):
         pose = seq.files[i].pose
         origin = pose.transform(np.array([[0.03, 0.0, 0.0]]))[0]
-        lines.append(json.dumps({"t": i / 30.0, "origin": origin.tolist(), "direction": (target - origin).tolist(),
-                                 "confidence": 0.8}))  # fmt: skip
+        lines.append(
+            json.dumps(
+                {
+                    "t": i / 30.0,
+                    "origin": origin.tolist(),
+                    "direction": (target - origin).tolist(),
+                    "confidence": 0.8,
+                }
+            )
+        )
     path = tmp_path / "gaze.jsonl"
     path.write_text("\n".join(lines) + "\n")
     for i, item in enumerate(_replay(path)):
@@ -78,7 +86,10 @@ def test_bad_traces_say_what_is_wrong(tmp_path: Path) -> None:
         "header.csv": ("time,u,v\n1,2,3\n", "header must have"),
         "value.csv": ("t,x,y\n0.1,abc,3\n", r"value.csv:2"),
         "conf.csv": ("t,x,y,confidence\n0.1,1,2,1.5\n", "within 0..1"),
-        "mixed.jsonl": ('{"t": 0, "x": 1, "y": 2}\n{"t": 1, "origin": [0,0,0], "direction": [0,0,1]}\n', "mixes"),
+        "mixed.jsonl": (
+            '{"t": 0, "x": 1, "y": 2}\n{"t": 1, "origin": [0,0,0], "direction": [0,0,1]}\n',
+            "mixes",
+        ),
         "broken.jsonl": ('{"t": 0, "x": 1}\n', r"broken.jsonl:1"),
         "empty.csv": ("t,x,y\n", "no samples"),
     }
@@ -96,7 +107,9 @@ async def test_trace_drives_gaze_prompts_on_a_live_engine(tmp_path: Path, live_e
     script = GazeScript.from_anchors(frames, [PixelAnchor("centre", 0, 320.0, 240.0, 0, 11)])
     path = tmp_path / "gaze.csv"
     write_gaze_trace(path, trace_from_script(script, frames))
-    options = SourceOptions(target=str(LIVINGROOM), gaze_file=path, max_frames=12, fps=3.0)  # prompts 1.3 s apart: none supersedes another on a busy machine
+    options = SourceOptions(
+        target=str(LIVINGROOM), gaze_file=path, max_frames=12, fps=3.0
+    )  # prompts 1.3 s apart: none supersedes another on a busy machine
     config = StreamConfig("folder", options, live_engine.url, TOKEN, Transport.WS, prompt_every=4)
     summary = await run_stream(config, lambda line: None)
     assert summary.frames_sent == 12 and summary.prompts_sent == 3

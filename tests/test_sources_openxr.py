@@ -82,7 +82,11 @@ def test_gaze_ray_to_pixel_hand_computed() -> None:
 
 def test_calibration_file(tmp_path: Path) -> None:
     path = tmp_path / "calib.json"
-    path.write_text(json.dumps({"head_from_camera": {"orientation_xyzw": [0, 0, 0, 1], "position_m": [0.0, -0.05, -0.08]}}))
+    path.write_text(
+        json.dumps(
+            {"head_from_camera": {"orientation_xyzw": [0, 0, 0, 1], "position_m": [0.0, -0.05, -0.08]}}
+        )
+    )
     calib = read_calibration(path)
     # Camera 5 cm below and 8 cm ahead of the head origin: head at the origin -> camera there.
     assert np.allclose(camera_pose(np.eye(4), calib).translation, [0, -0.05, -0.08])
@@ -98,7 +102,9 @@ def test_calibration_file(tmp_path: Path) -> None:
 def test_round_trip_world_point_to_gaze_pixel() -> None:
     """A known world point seen by the camera projects to the pixel the gaze ray through it hits."""
     rng = np.random.default_rng(3)
-    calib = HeadCameraCalibration(posef_matrix(np.array([0.05, -0.03, 0.01, 1.0]), np.array([0.03, -0.06, -0.09])))
+    calib = HeadCameraCalibration(
+        posef_matrix(np.array([0.05, -0.03, 0.01, 1.0]), np.array([0.03, -0.06, -0.09]))
+    )
     for _ in range(20):
         axis = rng.normal(size=3)
         angle = rng.uniform(-0.6, 0.6)

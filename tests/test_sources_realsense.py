@@ -76,7 +76,9 @@ def test_depth_filters_are_applied(livingroom_recording: Path) -> None:
     _, smoothed = _play(livingroom_recording, max_frames=3, filters=DepthFilters(spatial=True, temporal=True))
     for a, b, c in zip(raw, filled, smoothed, strict=True):
         valid = a.frame.depth > 0
-        assert 0 < int((b.frame.depth == 0).sum()) < int((~valid).sum())  # holes filled (not at the left edge)
+        assert (
+            0 < int((b.frame.depth == 0).sum()) < int((~valid).sum())
+        )  # holes filled (not at the left edge)
         assert np.array_equal(b.frame.depth[valid], a.frame.depth[valid])  # measured depth untouched
         assert c.frame.depth.shape == a.frame.depth.shape  # no decimation: same grid as colour
         assert not np.array_equal(c.frame.depth, a.frame.depth)
@@ -104,12 +106,29 @@ async def test_recording_streams_to_a_live_engine(
     options = SourceOptions(target=str(livingroom_recording), fps=10.0)
     if transport == Transport.WEBRTC:
         async with live_rtc() as live:
-            config = StreamConfig("bag", options, live.url, RTC_TOKEN, transport, prompt_every=4,
-                                  mode=PromptMode.CLICK, loopback=True, progress_every_s=0.5)  # fmt: skip
+            config = StreamConfig(
+                "bag",
+                options,
+                live.url,
+                RTC_TOKEN,
+                transport,
+                prompt_every=4,
+                mode=PromptMode.CLICK,
+                loopback=True,
+                progress_every_s=0.5,
+            )
             summary = await run_stream(config, lines.append)
     else:
-        config = StreamConfig("bag", options, live_engine.url, TOKEN, transport, prompt_every=4,
-                              mode=PromptMode.CLICK, progress_every_s=0.5)  # fmt: skip
+        config = StreamConfig(
+            "bag",
+            options,
+            live_engine.url,
+            TOKEN,
+            transport,
+            prompt_every=4,
+            mode=PromptMode.CLICK,
+            progress_every_s=0.5,
+        )
         summary = await run_stream(config, lines.append)
     assert summary.frames_sent == FRAMES and summary.prompts_sent == 3
     assert summary.failed == [] and len(summary.results) == 3

@@ -38,7 +38,10 @@ FIRST_FRAME_WINDOW_S = 0.1
 
 @dataclass(frozen=True, eq=False)
 class GazeTrace:
-    """Samples sorted by time. t: (N,); pixels: (N, 2) or rays: (N, 6) origin + direction; confidence: (N,)."""
+    """Samples sorted by time.
+
+    t: (N,); pixels: (N, 2) or rays: (N, 6) origin + direction; confidence: (N,).
+    """
 
     t: np.ndarray
     confidence: np.ndarray
@@ -69,7 +72,9 @@ class GazeTrace:
                 if pixel is None:
                     continue
                 x, y = pixel
-            out.append(GazeSample(t=float(self.t[i]), x=float(x), y=float(y), confidence=float(self.confidence[i])))
+            out.append(
+                GazeSample(t=float(self.t[i]), x=float(x), y=float(y), confidence=float(self.confidence[i]))
+            )
         return tuple(out)
 
 
@@ -157,8 +162,10 @@ def _read_csv(path: Path) -> list[list[float]]:
         elif {"t", "ox", "oy", "oz", "dx", "dy", "dz"} <= set(fields):
             columns = ["t", "ox", "oy", "oz", "dx", "dy", "dz"]
         else:
-            raise SourceError(f"{path}: header must have t,x,y[,confidence] or t,ox,oy,oz,dx,dy,dz[,confidence]; "
-                              f"got {','.join(fields)}")  # fmt: skip
+            raise SourceError(
+                f"{path}: header must have t,x,y[,confidence] or t,ox,oy,oz,dx,dy,dz[,confidence]; "
+                f"got {','.join(fields)}"
+            )
         rows = []
         for number, row in enumerate(reader, 2):
             row = {k.strip(): v for k, v in row.items() if k is not None}

@@ -77,7 +77,9 @@ class OpenXRTracker:
 
     def __init__(self, reference_space: str = "local", application: str = "xrseg") -> None:
         if reference_space not in REFERENCE_SPACES:
-            raise SourceError(f"reference space {reference_space!r}: choose one of {', '.join(REFERENCE_SPACES)}")
+            raise SourceError(
+                f"reference space {reference_space!r}: choose one of {', '.join(REFERENCE_SPACES)}"
+            )
         self._reference = reference_space
         self._application = application
         self._xr: Any = None
@@ -97,38 +99,62 @@ class OpenXRTracker:
     def start(self) -> None:
         xr = self._xr = import_openxr()
         try:
-            available = {e.extension_name.decode() if isinstance(e.extension_name, bytes) else e.extension_name
-                         for e in xr.enumerate_instance_extension_properties()}  # fmt: skip
+            available = {
+                e.extension_name.decode() if isinstance(e.extension_name, bytes) else e.extension_name
+                for e in xr.enumerate_instance_extension_properties()
+            }
         except xr.exception.RuntimeUnavailableError as exc:
             raise SourceError(NO_RUNTIME.format(error=exc)) from None
         except xr.exception.XrException as exc:
             raise SourceError(NO_RUNTIME.format(error=f"{type(exc).__name__}: {exc}")) from None
         self.headless = xr.MND_HEADLESS_EXTENSION_NAME in available
-        wanted = [xr.EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME] if xr.EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME in available else []
+        wanted = (
+            [xr.EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME]
+            if xr.EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME in available
+            else []
+        )
         if self.headless:
             wanted.append(xr.MND_HEADLESS_EXTENSION_NAME)
         elif xr.KHR_OPENGL_ENABLE_EXTENSION_NAME in available:
             wanted.append(xr.KHR_OPENGL_ENABLE_EXTENSION_NAME)
         else:
-            raise SourceError("the OpenXR runtime offers neither XR_MND_headless nor XR_KHR_opengl_enable; "
-                              f"its extensions: {', '.join(sorted(available))}")  # fmt: skip
+            raise SourceError(
+                "the OpenXR runtime offers neither XR_MND_headless nor XR_KHR_opengl_enable; "
+                f"its extensions: {', '.join(sorted(available))}"
+            )
         try:
-            self._instance = xr.create_instance(xr.InstanceCreateInfo(
-                application_info=xr.ApplicationInfo(application_name=self._application, application_version=1,
-                                                    engine_name="xrseg", engine_version=1),
-                enabled_extension_names=wanted,
-            ))  # fmt: skip
-            system = xr.get_system(self._instance, xr.SystemGetInfo(form_factor=xr.FormFactor.HEAD_MOUNTED_DISPLAY))
+            self._instance = xr.create_instance(
+                xr.InstanceCreateInfo(
+                    application_info=xr.ApplicationInfo(
+                        application_name=self._application,
+                        application_version=1,
+                        engine_name="xrseg",
+                        engine_version=1,
+                    ),
+                    enabled_extension_names=wanted,
+                )
+            )
+            system = xr.get_system(
+                self._instance, xr.SystemGetInfo(form_factor=xr.FormFactor.HEAD_MOUNTED_DISPLAY)
+            )
         except xr.exception.FormFactorUnavailableError:
-            raise SourceError("the OpenXR runtime runs but no headset is connected (form factor unavailable): "
-                              "connect and switch on the headset") from None  # fmt: skip
+            raise SourceError(
+                "the OpenXR runtime runs but no headset is connected (form factor unavailable): "
+                "connect and switch on the headset"
+            ) from None
         except xr.exception.XrException as exc:
             raise SourceError(f"OpenXR refused to start: {type(exc).__name__}: {exc}") from None
-        self.has_eye_gaze = xr.EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME in wanted and self._eye_gaze_supported(system)
+        self.has_eye_gaze = xr.EXT_EYE_GAZE_INTERACTION_EXTENSION_NAME in wanted and self._eye_gaze_supported(
+            system
+        )
         if not self.has_eye_gaze:
-            log.warning("OpenXR: no XR_EXT_eye_gaze_interaction on this runtime/headset: using head gaze "
-                        "(the head's forward ray) instead of eye gaze")  # fmt: skip
-        self._session = xr.create_session(self._instance, xr.SessionCreateInfo(system_id=system, next=self._binding(system)))
+            log.warning(
+                "OpenXR: no XR_EXT_eye_gaze_interaction on this runtime/headset: using head gaze "
+                "(the head's forward ray) instead of eye gaze"
+            )
+        self._session = xr.create_session(
+            self._instance, xr.SessionCreateInfo(system_id=system, next=self._binding(system))
+        )
         kind = xr.ReferenceSpaceType.STAGE if self._reference == "stage" else xr.ReferenceSpaceType.LOCAL
         self._space = xr.create_reference_space(self._session, xr.ReferenceSpaceCreateInfo(kind, xr.Posef()))
         self._view_space = xr.create_reference_space(
@@ -146,14 +172,19 @@ class OpenXRTracker:
         state = xr.wait_frame(self._session, xr.FrameWaitInfo())
         xr.begin_frame(self._session, xr.FrameBeginInfo())
         t = state.predicted_display_time
-        xr.end_frame(self._session, xr.FrameEndInfo(display_time=t, environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE,
-                                                    layers=[]))  # fmt: skip
+        xr.end_frame(
+            self._session,
+            xr.FrameEndInfo(display_time=t, environment_blend_mode=xr.EnvironmentBlendMode.OPAQUE, layers=[]),
+        )
         head = xr.locate_space(self._view_space, self._space, t)
         if not _valid(xr, head):
             return None
         space_from_head = _pose_matrix(head.pose)
         if self._gaze_space is not None:
-            xr.sync_actions(self._session, xr.ActionsSyncInfo(active_action_sets=[xr.ActiveActionSet(self._action_set, xr.NULL_PATH)]))
+            xr.sync_actions(
+                self._session,
+                xr.ActionsSyncInfo(active_action_sets=[xr.ActiveActionSet(self._action_set, xr.NULL_PATH)]),
+            )
             gaze = xr.locate_space(self._gaze_space, self._space, t)
             if _valid(xr, gaze):
                 m = _pose_matrix(gaze.pose)
@@ -161,7 +192,9 @@ class OpenXRTracker:
         if not self._warned_head_gaze and self.has_eye_gaze:
             log.warning("OpenXR: eye gaze not valid (eye tracker off or not calibrated?): using head gaze")
             self._warned_head_gaze = True
-        return XrSample(int(t), space_from_head, space_from_head[:3, 3].copy(), -space_from_head[:3, 2], False)
+        return XrSample(
+            int(t), space_from_head, space_from_head[:3, 3].copy(), -space_from_head[:3, 2], False
+        )
 
     def stop(self) -> None:
         xr = self._xr
@@ -198,33 +231,56 @@ class OpenXRTracker:
             self._context = GLFWOffscreenContextProvider()
             self._graphics = OpenGLGraphics(self._instance, system, self._context)
         except ImportError as exc:
-            raise SourceError(f"the OpenXR runtime needs a graphics binding (no XR_MND_headless) and pyopenxr's "
-                              f"OpenGL helper cannot load ({exc}): pip install glfw PyOpenGL") from None  # fmt: skip
+            raise SourceError(
+                f"the OpenXR runtime needs a graphics binding (no XR_MND_headless) and pyopenxr's "
+                f"OpenGL helper cannot load ({exc}): pip install glfw PyOpenGL"
+            ) from None
         except Exception as exc:  # GLFW raises its own error types when there is no display
-            raise SourceError(f"cannot create the OpenGL context OpenXR needs ({type(exc).__name__}: {exc}): "
-                              "run on a desktop session, or use a runtime with XR_MND_headless") from None  # fmt: skip
+            raise SourceError(
+                f"cannot create the OpenGL context OpenXR needs ({type(exc).__name__}: {exc}): "
+                "run on a desktop session, or use a runtime with XR_MND_headless"
+            ) from None
         return self._graphics.graphics_binding.pointer
 
     def _gaze_action_space(self) -> Any:
         xr = self._xr
-        self._action_set = xr.create_action_set(self._instance, xr.ActionSetCreateInfo(
-            action_set_name="xrseg_gaze", localized_action_set_name="xrseg gaze", priority=0))  # fmt: skip
-        action = xr.create_action(self._action_set, xr.ActionCreateInfo(
-            action_type=xr.ActionType.POSE_INPUT, action_name="eye_gaze", localized_action_name="Eye gaze"))  # fmt: skip
-        xr.suggest_interaction_profile_bindings(self._instance, xr.InteractionProfileSuggestedBinding(
-            interaction_profile=xr.string_to_path(self._instance, EYE_GAZE_PROFILE),
-            suggested_bindings=[xr.ActionSuggestedBinding(action, xr.string_to_path(self._instance, EYE_GAZE_PATH))],
-        ))  # fmt: skip
-        xr.attach_session_action_sets(self._session, xr.SessionActionSetsAttachInfo(action_sets=[self._action_set]))
-        return xr.create_action_space(self._session, xr.ActionSpaceCreateInfo(action=action, pose_in_action_space=xr.Posef()))
+        self._action_set = xr.create_action_set(
+            self._instance,
+            xr.ActionSetCreateInfo(
+                action_set_name="xrseg_gaze", localized_action_set_name="xrseg gaze", priority=0
+            ),
+        )
+        action = xr.create_action(
+            self._action_set,
+            xr.ActionCreateInfo(
+                action_type=xr.ActionType.POSE_INPUT, action_name="eye_gaze", localized_action_name="Eye gaze"
+            ),
+        )
+        xr.suggest_interaction_profile_bindings(
+            self._instance,
+            xr.InteractionProfileSuggestedBinding(
+                interaction_profile=xr.string_to_path(self._instance, EYE_GAZE_PROFILE),
+                suggested_bindings=[
+                    xr.ActionSuggestedBinding(action, xr.string_to_path(self._instance, EYE_GAZE_PATH))
+                ],
+            ),
+        )
+        xr.attach_session_action_sets(
+            self._session, xr.SessionActionSetsAttachInfo(action_sets=[self._action_set])
+        )
+        return xr.create_action_space(
+            self._session, xr.ActionSpaceCreateInfo(action=action, pose_in_action_space=xr.Posef())
+        )
 
     def _wait_until_running(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         while not self._running:
             self._poll_events()
             if time.monotonic() > deadline:
-                raise SourceError(f"the OpenXR session did not become ready within {timeout_s:g} s: "
-                                  "is the headset awake and the runtime's compositor running?")  # fmt: skip
+                raise SourceError(
+                    f"the OpenXR session did not become ready within {timeout_s:g} s: "
+                    "is the headset awake and the runtime's compositor running?"
+                )
             time.sleep(0.01)  # polling the runtime's event queue: OpenXR has no blocking wait for events
 
     def _poll_events(self) -> None:
@@ -236,7 +292,9 @@ class OpenXRTracker:
                 return
             if xr.StructureType(event.type) != xr.StructureType.EVENT_DATA_SESSION_STATE_CHANGED:
                 continue
-            changed = ctypes.cast(ctypes.byref(event), ctypes.POINTER(xr.EventDataSessionStateChanged)).contents
+            changed = ctypes.cast(
+                ctypes.byref(event), ctypes.POINTER(xr.EventDataSessionStateChanged)
+            ).contents
             state = xr.SessionState(changed.state)
             if state == xr.SessionState.READY and not self._running:
                 xr.begin_session(self._session, xr.SessionBeginInfo(xr.ViewConfigurationType.PRIMARY_STEREO))
@@ -300,8 +358,15 @@ class OpenXRCameraSource:
         depth_m = frame.depth.astype(np.float32) / frame.depth_scale if frame.depth is not None else None
         pixel = gaze_ray_to_pixel(sample.gaze_origin, sample.gaze_direction, pose, frame.intrinsics, depth_m)
         now = time.time()
-        gaze = () if pixel is None else (GazeSample(t=item.device_ts, x=pixel[0], y=pixel[1],
-                                                    confidence=1.0 if sample.eye_gaze else 0.5),)  # fmt: skip
+        gaze = (
+            ()
+            if pixel is None
+            else (
+                GazeSample(
+                    t=item.device_ts, x=pixel[0], y=pixel[1], confidence=1.0 if sample.eye_gaze else 0.5
+                ),
+            )
+        )
         return SourceFrame(replace(frame, pose=pose, capture_ts=now), item.device_ts, item.clock, gaze)
 
     def stop(self) -> None:

@@ -47,7 +47,7 @@ def import_realsense() -> Any:
 
 
 def float32_value(value: float) -> float:
-    """The shortest decimal that librealsense's float32 `value` stands for (0.001, not 0.0010000000474974513)."""
+    """The shortest decimal librealsense's float32 `value` stands for (0.001, not 0.0010000000474974513)."""
     return float(np.format_float_positional(np.float32(value), unique=True, trim="-"))
 
 
@@ -55,12 +55,20 @@ def intrinsics_from_rs(intr: Any) -> CameraIntrinsics:
     """CameraIntrinsics from an rs.intrinsics (float32 fields, read as the decimals they store)."""
     coeffs = [float(c) for c in intr.coeffs]
     if any(abs(c) > 1e-6 for c in coeffs):
-        log.warning("colour stream has %s distortion %s; the protocol's camera is a pinhole, masks near "
-                    "the image border will be slightly off", intr.model, coeffs)  # fmt: skip
+        log.warning(
+            "colour stream has %s distortion %s; the protocol's camera is a pinhole, masks near "
+            "the image border will be slightly off",
+            intr.model,
+            coeffs,
+        )
     return CameraIntrinsics(
-        int(intr.width), int(intr.height),
-        float32_value(intr.fx), float32_value(intr.fy), float32_value(intr.ppx), float32_value(intr.ppy),
-    )  # fmt: skip
+        int(intr.width),
+        int(intr.height),
+        float32_value(intr.fx),
+        float32_value(intr.fy),
+        float32_value(intr.ppx),
+        float32_value(intr.ppy),
+    )
 
 
 class RealSenseSource:
@@ -123,11 +131,23 @@ class RealSenseSource:
         self._align = rs.align(rs.stream.color) if self._options.align and not registered else None
         self._filters = _depth_filters(rs, self._options.filters)
         k = intrinsics_from_rs(color.get_intrinsics())
-        name = f"realsense {self._recording}" if self._recording else f"realsense {device.get_info(rs.camera_info.name)}"
-        log.info("%s: %dx%d @ %d fps, depth scale %g m, %s", name, k.width, k.height, color.fps(), scale_m,
-                 "depth already registered to colour" if registered else "depth aligned to colour")  # fmt: skip
-        self._info = SourceInfo(name, k, 1.0 / scale_m, float(self._options.fps or color.fps()),
-                                live=self._recording is None)  # fmt: skip
+        name = (
+            f"realsense {self._recording}"
+            if self._recording
+            else f"realsense {device.get_info(rs.camera_info.name)}"
+        )
+        log.info(
+            "%s: %dx%d @ %d fps, depth scale %g m, %s",
+            name,
+            k.width,
+            k.height,
+            color.fps(),
+            scale_m,
+            "depth already registered to colour" if registered else "depth aligned to colour",
+        )
+        self._info = SourceInfo(
+            name, k, 1.0 / scale_m, float(self._options.fps or color.fps()), live=self._recording is None
+        )
         return self._info
 
     def read(self) -> SourceFrame | None:
@@ -142,8 +162,10 @@ class RealSenseSource:
             ok, frames = self._pipeline.try_wait_for_frames(timeout)
             if not ok:
                 if info.live:
-                    raise SourceError(f"no frames from the camera for {timeout / 1000:.0f} s: is it still "
-                                      "plugged in? A USB 2 link or hub may not carry this mode")  # fmt: skip
+                    raise SourceError(
+                        f"no frames from the camera for {timeout / 1000:.0f} s: is it still "
+                        "plugged in? A USB 2 link or hub may not carry this mode"
+                    )
                 if self._playback.current_status() == rs.playback_status.stopped:
                     return None  # end of the recording
                 waited_ms += timeout  # a loaded machine can be slow to decode the next frame
@@ -164,9 +186,11 @@ class RealSenseSource:
         rgb = np.asanyarray(color.get_data()).copy()
         raw = np.asanyarray(depth.get_data()).copy()
         domain = color.get_frame_timestamp_domain()
-        clock = Clock.RECORDING if not info.live else (
-            Clock.HARDWARE if domain == rs.timestamp_domain.hardware_clock else Clock.SYSTEM
-        )  # fmt: skip
+        clock = (
+            Clock.RECORDING
+            if not info.live
+            else (Clock.HARDWARE if domain == rs.timestamp_domain.hardware_clock else Clock.SYSTEM)
+        )
         device_ts = color.get_timestamp() / 1000.0
         frame = RGBDFrame(self._count, rgb, raw, info.intrinsics, info.depth_scale, None, device_ts)
         self._count += 1
@@ -195,7 +219,9 @@ class RealSenseSource:
         d, c = self._halves.get("depth"), self._halves.get("color")
         if d is None or c is None:
             return None
-        if abs(d.get_timestamp() - c.get_timestamp()) > 500.0 / max(self._info.fps if self._info else 30.0, 1.0):
+        if abs(d.get_timestamp() - c.get_timestamp()) > 500.0 / max(
+            self._info.fps if self._info else 30.0, 1.0
+        ):
             self._halves.pop("depth" if d.get_timestamp() < c.get_timestamp() else "color")
             return None
         self._halves.clear()
@@ -207,8 +233,10 @@ class RealSenseSource:
 
     def _check_recording(self, path: Path) -> None:
         if not path.is_file():
-            raise SourceError(f"recording {path} not found (give the .bag or .db3 file written by "
-                              "realsense-viewer, rs-record or clients.sources.realsense_record)")  # fmt: skip
+            raise SourceError(
+                f"recording {path} not found (give the .bag or .db3 file written by "
+                "realsense-viewer, rs-record or clients.sources.realsense_record)"
+            )
         if path.suffix.lower() not in RECORDING_SUFFIXES:
             raise SourceError(f"{path} is not a RealSense recording: expected a .bag or .db3 file")
 
@@ -217,8 +245,10 @@ class RealSenseSource:
         rs = self._rs
         devices = list(rs.context().query_devices())
         if not devices:
-            raise SourceError("no RealSense camera found: plug one into a USB 3 port (check `rs-enumerate-devices` "
-                              "or `lsusb`), or stream a recording with --source bag FILE")  # fmt: skip
+            raise SourceError(
+                "no RealSense camera found: plug one into a USB 3 port (check `rs-enumerate-devices` "
+                "or `lsusb`), or stream a recording with --source bag FILE"
+            )
         serials = [d.get_info(rs.camera_info.serial_number) for d in devices]
         wanted = self._options.target or serials[0]
         if wanted not in serials:
@@ -231,24 +261,37 @@ class RealSenseSource:
 
     def _start_failure(self, exc: RuntimeError, usb: str | None) -> str:
         if self._recording is not None:
-            return f"cannot play {self._recording}: {exc} (is it a RealSense recording with colour and depth?)"
+            return (
+                f"cannot play {self._recording}: {exc} (is it a RealSense recording with colour and depth?)"
+            )
         o = self._options
         mode = f"{o.width}x{o.height} at {int(o.fps or 30)} fps (colour rgb8 + depth z16)"
         if usb is not None and usb.startswith("2"):
-            return (f"the camera is on a USB {usb} link, too slow for {mode}: use a USB 3 port and cable, or "
-                    f"a smaller mode (--width 640 --height 480 --fps 15). librealsense said: {exc}")  # fmt: skip
+            return (
+                f"the camera is on a USB {usb} link, too slow for {mode}: use a USB 3 port and cable, or "
+                f"a smaller mode (--width 640 --height 480 --fps 15). librealsense said: {exc}"
+            )
         return f"the camera cannot stream {mode}: {exc}. Try --width 640 --height 480 --fps 30"
 
 
 def _registered(depth: Any, color: Any) -> bool:
     """True when depth already lies on colour's pixel grid (same intrinsics, identity extrinsics)."""
     di, ci = depth.get_intrinsics(), color.get_intrinsics()
-    same = (di.width, di.height, di.fx, di.fy, di.ppx, di.ppy) == (ci.width, ci.height, ci.fx, ci.fy, ci.ppx, ci.ppy)
+    same = (di.width, di.height, di.fx, di.fy, di.ppx, di.ppy) == (
+        ci.width,
+        ci.height,
+        ci.fx,
+        ci.fy,
+        ci.ppx,
+        ci.ppy,
+    )
     try:
         extrinsics = depth.get_extrinsics_to(color)
     except RuntimeError:
         return False
-    identity = np.allclose(np.reshape(extrinsics.rotation, (3, 3)), np.eye(3)) and not np.any(extrinsics.translation)
+    identity = np.allclose(np.reshape(extrinsics.rotation, (3, 3)), np.eye(3)) and not np.any(
+        extrinsics.translation
+    )
     return bool(same and identity)
 
 

@@ -103,7 +103,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from clients.sources.folder import SequenceError, open_sequence
 
-    parser = argparse.ArgumentParser(description="Write an RGB-D folder as a RealSense recording (software device).")
+    parser = argparse.ArgumentParser(
+        description="Write an RGB-D folder as a RealSense recording (software device)."
+    )
     parser.add_argument("folder", type=Path)
     parser.add_argument("out", type=Path)
     parser.add_argument("--max-frames", type=int, default=None)

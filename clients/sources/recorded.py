@@ -13,7 +13,9 @@ class FolderSource:
 
     def __init__(self, options: SourceOptions) -> None:
         if not options.target:
-            raise SourceError("--source folder needs the sequence folder: xrseg stream FOLDER --source folder")
+            raise SourceError(
+                "--source folder needs the sequence folder: xrseg stream FOLDER --source folder"
+            )
         self._path = Path(options.target)
         self._max_frames = options.max_frames
         self._fps = options.fps
@@ -26,8 +28,14 @@ class FolderSource:
         except SequenceError as exc:
             raise SourceError(str(exc)) from None
         seq = self._sequence
-        return SourceInfo(f"folder {self._path}", seq.intrinsics, seq.depth_scale, self._fps or NOMINAL_FPS,
-                          live=False, has_pose=any(f.pose is not None for f in seq.files))  # fmt: skip
+        return SourceInfo(
+            f"folder {self._path}",
+            seq.intrinsics,
+            seq.depth_scale,
+            self._fps or NOMINAL_FPS,
+            live=False,
+            has_pose=any(f.pose is not None for f in seq.files),
+        )
 
     def read(self) -> SourceFrame | None:
         seq = self._sequence

@@ -46,9 +46,11 @@ class WebcamSource:
         if not capture.isOpened():
             capture.release()
             where = f"/dev/video{self._device}" if isinstance(self._device, int) else self._device
-            raise SourceError(f"no webcam at {where} (OpenCV could not open camera {self._device!r}): plug one in, "
-                              "check `ls /dev/video*` and that this user may read it (group video), or pick "
-                              "another with `xrseg stream INDEX --source webcam`")  # fmt: skip
+            raise SourceError(
+                f"no webcam at {where} (OpenCV could not open camera {self._device!r}): plug one in, "
+                "check `ls /dev/video*` and that this user may read it (group video), or pick "
+                "another with `xrseg stream INDEX --source webcam`"
+            )
         o = self._options
         capture.set(cv2.CAP_PROP_FRAME_WIDTH, o.width)
         capture.set(cv2.CAP_PROP_FRAME_HEIGHT, o.height)
@@ -57,7 +59,9 @@ class WebcamSource:
         ok, image = capture.read()
         if not ok or image is None:
             capture.release()
-            raise SourceError(f"webcam {self._device!r} opened but delivers no frames: is another program using it?")
+            raise SourceError(
+                f"webcam {self._device!r} opened but delivers no frames: is another program using it?"
+            )
         height, width = image.shape[:2]
         k = self._intrinsics(width, height)
         self._capture = capture
@@ -94,7 +98,12 @@ class WebcamSource:
             if k is None:
                 raise SourceError(f"intrinsics file {path} not found")
             if (k.width, k.height) != (width, height):
-                raise SourceError(f"{path} is for {k.width}x{k.height} but the webcam delivers {width}x{height}")
+                raise SourceError(
+                    f"{path} is for {k.width}x{k.height} but the webcam delivers {width}x{height}"
+                )
             return k
-        log.warning("webcam: no --calibration intrinsics; assuming a %g degree horizontal field of view", ASSUMED_HFOV_DEG)
+        log.warning(
+            "webcam: no --calibration intrinsics; assuming a %g degree horizontal field of view",
+            ASSUMED_HFOV_DEG,
+        )
         return assumed_intrinsics(width, height)

@@ -33,11 +33,13 @@ GAZE_FALLBACK_M = 2.0
 def quaternion_to_matrix(q: np.ndarray) -> np.ndarray:
     """(3, 3) rotation of the unit quaternion q = (x, y, z, w) (OpenXR's XrQuaternionf order)."""
     x, y, z, w = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
-    return np.array([
-        [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
-        [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
-        [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
-    ])  # fmt: skip
+    return np.array(
+        [
+            [1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w)],
+            [2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w)],
+            [2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)],
+        ]
+    )
 
 
 def matrix_to_quaternion(r: np.ndarray) -> np.ndarray:
@@ -107,10 +109,14 @@ def read_calibration(path: Path) -> HeadCameraCalibration:
         if "matrix" in entry:
             m = np.asarray(entry["matrix"], dtype=np.float64).reshape(4, 4)
         else:
-            m = posef_matrix(np.asarray(entry["orientation_xyzw"], float), np.asarray(entry["position_m"], float))
+            m = posef_matrix(
+                np.asarray(entry["orientation_xyzw"], float), np.asarray(entry["position_m"], float)
+            )
         Pose(m)  # checks it is a rigid transform
     except FileNotFoundError:
-        raise SourceError(f"calibration file {path} not found (see README, Devices: camera-to-head calibration)") from None
+        raise SourceError(
+            f"calibration file {path} not found (see README, Devices: camera-to-head calibration)"
+        ) from None
     except (ValueError, KeyError, TypeError) as exc:
         raise SourceError(
             f"{path}: not a camera-to-head calibration ({exc}); expected "
