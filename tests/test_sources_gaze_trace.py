@@ -114,4 +114,4 @@ async def test_trace_drives_gaze_prompts_on_a_live_engine(tmp_path: Path, live_e
     summary = await run_stream(config, lambda line: None)
     assert summary.frames_sent == 12 and summary.prompts_sent == 3
     assert len(summary.results) == 3, summary.failed
-    assert all(r.result.frame_id == r.result.prompt_id and r.result.masks for r in summary.results)
+    assert all(r.result.prompt_id <= r.result.frame_id and r.result.masks for r in summary.results)

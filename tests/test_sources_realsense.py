@@ -4,6 +4,7 @@ depth bit-exact), then streamed to a live engine over WebRTC and WebSocket and a
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +40,7 @@ def livingroom_recording(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _play(path: Path, **options: object) -> tuple[object, list]:
     source = build_source("bag", SourceOptions(target=str(path), **options))  # type: ignore[arg-type]
     info = source.start()
+    time.sleep(0.5)  # as `xrseg stream` connecting to the engine: no recorded frame may be lost meanwhile
     frames = []
     try:
         while (item := source.read()) is not None:
@@ -113,6 +115,7 @@ async def test_recording_streams_to_a_live_engine(
                 RTC_TOKEN,
                 transport,
                 prompt_every=4,
+                depth_every=1,  # a prompt may be answered on a newer frame (newest wins): it needs depth too
                 mode=PromptMode.CLICK,
                 loopback=True,
                 progress_every_s=0.5,
@@ -134,6 +137,6 @@ async def test_recording_streams_to_a_live_engine(
     assert summary.failed == [] and len(summary.results) == 3
     for timed in summary.results:
         result = timed.result
-        assert result.frame_id == result.prompt_id  # answered on the frame it named
+        assert result.prompt_id <= result.frame_id < FRAMES  # on the frame it named, or a newer one
         assert result.masks and result.masks[result.best].mask.decode().any()
     assert any("frames sent" in line and "answered" in line for line in lines)

@@ -116,6 +116,12 @@ class RealSenseSource:
             config.enable_stream(rs.stream.color, o.width, o.height, rs.format.rgb8, fps)
         self._pipeline = rs.pipeline()
         try:
+            if self._recording is not None:
+                # Non-real-time before the first frame: started in real time, a playback pushes
+                # frames that the pipeline drops before we read them. config caches the device
+                # it resolves, so start() plays this same (now non-real-time) device.
+                resolved = config.resolve(rs.pipeline_wrapper(self._pipeline))
+                resolved.get_device().as_playback().set_real_time(False)
             profile = self._pipeline.start(config)
         except RuntimeError as exc:
             self._pipeline = None
@@ -123,7 +129,8 @@ class RealSenseSource:
         device = profile.get_device()
         if self._recording is not None:
             self._playback = device.as_playback()
-            self._playback.set_real_time(False)  # every recorded frame, as fast as we read
+            if self._playback.is_real_time():  # every recorded frame, as fast as we read
+                self._playback.set_real_time(False)
         color = profile.get_stream(rs.stream.color).as_video_stream_profile()
         depth = profile.get_stream(rs.stream.depth).as_video_stream_profile()
         scale_m = float32_value(device.first_depth_sensor().get_depth_scale())
