@@ -25,7 +25,7 @@ from clients.session import ClientSession, Transport
 from clients.sources.base import Source, SourceError, SourceFrame, SourceInfo, SourceOptions
 from clients.sources.registry import build_source
 from engine.core import GazeSample, PointPrompt, Prompt
-from engine.protocol import ErrorCode, ImageCodec
+from engine.protocol import ErrorCode
 
 DEFAULT_URLS = {Transport.WS: "ws://127.0.0.1:8765", Transport.WEBRTC: "http://127.0.0.1:8766"}
 
@@ -74,7 +74,10 @@ class StreamSummary:
     frames_sent: int = 0
     prompts_sent: int = 0
     results: list[TimedResult] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)  # errors other than the engine's overload drops
+    dropped: list[str] = field(
+        default_factory=list
+    )  # prompts the engine dropped, overloaded (coded, counted)
     wall_s: float = 0.0
     session_id: str = ""
 
@@ -95,7 +98,8 @@ class StreamSummary:
         )
         return (
             f"{self.frames_sent} frames sent ({self.fps:.1f} fps) | {self.prompts_sent} prompts, "
-            f"{len(self.results)} answered, {len(self.failed)} failed | {latency}"
+            f"{len(self.results)} answered, {len(self.dropped)} dropped by the busy engine, "
+            f"{len(self.failed)} failed | {latency}"
         )
 
 
@@ -144,14 +148,14 @@ async def _stream(
     period = 1.0 / info.fps
     start = time.perf_counter()
     last_progress = start
-    rgb_codec = ImageCodec.VIDEO if isinstance(client.channel, _webrtc_channel_type()) else ImageCodec.JPEG
 
     def done(future: asyncio.Future[TimedResult]) -> None:
         pending.discard(future)
         if future.cancelled():
             return
         if (exc := future.exception()) is not None:
-            summary.failed.append(str(exc))
+            overloaded = isinstance(exc, EngineError) and exc.code == ErrorCode.OVERLOADED
+            (summary.dropped if overloaded else summary.failed).append(str(exc))
         else:
             summary.results.append(future.result())
 
@@ -167,7 +171,7 @@ async def _stream(
                 await asyncio.sleep(delay)  # pacing a recording at its frame rate
             now = time.time()
         frame = replace(item.frame, frame_id=index, capture_ts=now)
-        await client.send_frame(frame, rgb_codec)
+        await client.send_frame(frame)  # the transport's codecs: WebSocket JPEG + PNG16, WebRTC video + rdz
         summary.frames_sent += 1
         if index % config.prompt_every == 0:
             gaze = _gaze_now(item, now)
@@ -201,12 +205,6 @@ def _prompt(index: int, gaze: tuple[GazeSample, ...], mode: PromptMode) -> Promp
         return Prompt(prompt_id=index, frame_id=index, gaze=gaze)
     last = gaze[-1]
     return Prompt(prompt_id=index, frame_id=index, points=(PointPrompt(last.x, last.y),))
-
-
-def _webrtc_channel_type() -> type:
-    from clients.webrtc_client import WebRTCChannel
-
-    return WebRTCChannel
 
 
 def _is_local(url: str) -> bool:

@@ -85,4 +85,6 @@ def stream_command(
         )
     for failure in summary.failed[:3]:
         print(f"  failed: {failure}")
+    if summary.dropped:
+        print(f"  dropped, e.g.: {summary.dropped[0]}")
     return 0 if summary.prompts_sent == 0 or summary.results else 2

@@ -76,7 +76,9 @@ def test_depth_filters_are_applied(livingroom_recording: Path) -> None:
     _, raw = _play(livingroom_recording, max_frames=3)
     _, filled = _play(livingroom_recording, max_frames=3, filters=DepthFilters(hole_filling=True))
     _, smoothed = _play(livingroom_recording, max_frames=3, filters=DepthFilters(spatial=True, temporal=True))
+    assert len(raw) == len(filled) == len(smoothed) == 3
     for a, b, c in zip(raw, filled, smoothed, strict=True):
+        assert a.device_ts == b.device_ts == c.device_ts
         valid = a.frame.depth > 0
         assert (
             0 < int((b.frame.depth == 0).sum()) < int((~valid).sum())
