@@ -266,7 +266,7 @@ async def run_client(url: str, settings: StreamSettings, sequence: Path) -> dict
             on_own_frame += timed.result.frame_id == frames[index].frame_id
         wall = time.perf_counter() - start
         video_bytes = 0
-        for report in (await client.pc.getStats()).values():
+        for report in (await client.channel.pc.getStats()).values():
             if getattr(report, "type", "") == "outbound-rtp":
                 video_bytes = report.bytesSent
         return {
@@ -282,10 +282,10 @@ async def run_client(url: str, settings: StreamSettings, sequence: Path) -> dict
                 for k in (stages[0] if stages else {})
             },
             "stage_ms_per_prompt": [{k: round(v, 1) for k, v in st.items()} for st in stages],
-            "video_frames_replaced_before_encode": client.track.replaced if client.track else 0,
-            "video_fillers": client.track.flushes if client.track else 0,
+            "video_frames_replaced_before_encode": client.channel.track.replaced if client.channel.track else 0,
+            "video_fillers": client.channel.track.flushes if client.channel.track else 0,
             "video_kbit_per_s": video_bytes * 8 / wall / 1000,
-            "data_channel_kbit_per_s": client.bytes_sent * 8 / wall / 1000,
+            "data_channel_kbit_per_s": client.channel.bytes_sent * 8 / wall / 1000,
             "client_cpu_ms_per_frame": (time.process_time() - cpu0) * 1000 / len(frames),
             "stream_s": wall,
         }

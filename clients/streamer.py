@@ -13,7 +13,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from clients.gaze_script import GazeScript
-from clients.ws_client import EngineError, TimedResult, XrsegClient
+from clients.replies import EngineError, TimedResult
+from clients.session import ClientSession
 from engine.core import PointPrompt, Prompt, RGBDFrame
 from engine.protocol import DepthCodec, ImageCodec, SessionStats
 
@@ -46,7 +47,7 @@ class StreamReport:
 
 
 async def stream_sequence(
-    client: XrsegClient,
+    client: ClientSession,
     frames: Sequence[RGBDFrame],
     script: GazeScript,
     plan: StreamPlan = StreamPlan(),

@@ -88,7 +88,7 @@ def stream(
     async def main() -> None:
         async with XrsegRtcClient.connect(url, token, "xrseg-webrtc-stream", options=options) as client:
             report = await stream_sequence(client, frames, script, plan)  # type: ignore[arg-type]
-            replaced = client.track.replaced if client.track is not None else 0
+            replaced = client.channel.track.replaced if client.channel.track is not None else 0
         lat = sorted(
             (r.received - r.result.timestamps.capture) * 1000
             for r in report.results

@@ -1,12 +1,13 @@
 """Python client for the engine's WebRTC transport (aiortc).
 
-    async with XrsegRtcClient.connect("http://127.0.0.1:8766", token="...") as client:
+    async with ClientSession.connect("http://127.0.0.1:8766", token="...") as client:
         await client.send_frame(frame)  # colour on the video track, depth + metadata on "xrseg"
         click = Prompt(prompt_id=1, frame_id=frame.frame_id, points=(PointPrompt(320, 240),))
         result = await client.prompt(click)
 
-Same methods as the WebSocket client (clients.ws_client.XrsegClient), so clients.streamer and
-the CLI drive either. Depends only on engine.core and engine.protocol (the message schema).
+This module is the WebRTC `Channel` under `clients.session.ClientSession` (the same session
+methods as over WebSocket); `XrsegRtcClient` is the old name of ClientSession, kept for
+existing callers. Depends only on engine.core and engine.protocol (the message schema).
 
 What goes where (docs/protocol.md, "WebRTC"):
 - video track: colour, pts = frame_id * pts_per_frame on a 90 kHz clock (the engine pairs it
@@ -35,25 +36,27 @@ import av
 from aiortc import RTCConfiguration, RTCIceServer, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
-from clients.replies import EngineError, ReplyRouter, TimedResult
-from engine.core import Prompt, RGBDFrame, SegmentationResult
+from clients.channel import ChannelClosed, Lane
+from clients.replies import EngineError
+from clients.session import ClientSession
+from engine.core import RGBDFrame
 from engine.protocol import (
-    Bye,
     DepthCodec,
     ErrorCode,
-    ErrorMessage,
+    Hello,
     ImageCodec,
     Limits,
     Ping,
-    PromptMessage,
-    SessionStats,
     Welcome,
-    decode_message,
     encode_frame,
     encode_message,
 )
 from engine.protocol.channels import CONTROL_LABEL, GAZE_LABEL, VIDEO_CLOCK_HZ
 from engine.protocol.chunking import DEFAULT_MAX_CHUNK, Reassembler, split_message
+
+
+XrsegRtcClient = ClientSession
+"""Old name (WebRTC client); `XrsegRtcClient.connect("http://...", options=...)` opens a ClientSession."""
 
 
 @dataclass(frozen=True)
@@ -179,8 +182,9 @@ def _filler_after(frame: av.VideoFrame, offset: int) -> av.VideoFrame:
     return filler
 
 
-class XrsegRtcClient:
-    """One session with an engine over WebRTC. Use `connect` as an async context manager."""
+class WebRTCChannel:
+    """A `clients.channel.Channel` over one aiortc peer connection: reliable messages chunked on
+    "xrseg", lossy ones on "gaze", colour on the video track (when options.video)."""
 
     def __init__(self, pc: RTCPeerConnection, control, gaze, track: FrameTrack | None, welcome: Welcome,
                  options: RtcClientOptions) -> None:  # fmt: skip
@@ -188,51 +192,51 @@ class XrsegRtcClient:
         self.welcome = welcome
         self.options = options
         self.track = track
-        self._control = control
-        self._gaze = gaze
+        self.control = control
+        self.gaze = gaze
         self._reassembler = Reassembler(64 * 1024 * 1024, options.max_chunk, max_partial=4)
-        self._replies = ReplyRouter()
+        # Drained at once by the session's reader task; aiortc's callback cannot wait, so this
+        # queue cannot push back. It holds what arrived between two turns of the event loop.
+        self._inbox: asyncio.Queue[bytes | str | None] = asyncio.Queue()
         self._message_id = 0
         self._last_send = time.monotonic()
+        self._closed = False
         self.depth_skipped = 0
         self.bytes_sent = 0  # on the "xrseg" channel, chunk headers included
         control.on("message", self._on_message)
-        control.on("close", self._fail_pending)
+        control.on("close", self._on_closed)
         pc.on(
             "connectionstatechange",
-            lambda: pc.connectionState in ("failed", "closed") and self._fail_pending(),
+            lambda: pc.connectionState in ("failed", "closed") and self._on_closed(),
         )
         self._keepalive = asyncio.create_task(self._keep_alive(), name="xrseg-rtc-keepalive")
 
-    @classmethod
-    def connect(
-        cls,
-        url: str,
-        token: str = "",
-        client_name: str = "xrseg-python-webrtc",
-        session_id: str | None = None,
-        options: RtcClientOptions = RtcClientOptions(),
-    ) -> _Connector:
-        return _Connector(url, token, client_name, session_id, options)
+    # -- Channel -----------------------------------------------------------------------------
 
-    @property
-    def session_id(self) -> str:
-        return self.welcome.session_id
+    async def send(self, data: bytes, lane: Lane = Lane.RELIABLE) -> None:
+        if lane == Lane.LOSSY:
+            if len(data) > self.options.max_chunk:
+                raise ValueError(f"gaze message of {len(data)} bytes does not fit one data-channel message")
+            if self.gaze.readyState != "open":
+                raise ChannelClosed("the engine's gaze channel is closed; reconnect with the same session_id")
+            self.gaze.send(data)
+            return
+        self.send_chunked(data)
 
-    @property
-    def limits(self) -> Limits:
-        return self.welcome.limits
-
-    # -- sending -----------------------------------------------------------------------------
+    async def send_raw(self, data: bytes | str) -> None:
+        if self.control.readyState != "open":
+            raise ChannelClosed("the engine's data channel is closed; reconnect with the same session_id")
+        self.control.send(data)
+        self._last_send = time.monotonic()
 
     async def send_frame(
         self,
         frame: RGBDFrame,
-        rgb_codec: ImageCodec = ImageCodec.VIDEO,
+        rgb_codec: ImageCodec | None = None,
         depth_codec: DepthCodec | None = None,
         with_depth: bool | None = None,
     ) -> None:
-        """Send one frame: metadata + depth on "xrseg", colour on the video track.
+        """Metadata + depth on "xrseg", colour on the video track.
 
         rgb_codec applies only without a video track (options.video=False); depth_codec
         defaults to options.depth_codec; with_depth=True/False overrides options.depth_every.
@@ -241,190 +245,134 @@ class XrsegRtcClient:
         every = self.options.depth_every
         if with_depth is None:
             with_depth = frame.frame_id % every == 0
-            if with_depth and every == 1 and self._control.bufferedAmount > self.options.max_buffered_bytes:
+            if with_depth and every == 1 and self.control.bufferedAmount > self.options.max_buffered_bytes:
                 with_depth = False
                 self.depth_skipped += 1
         if frame.depth is not None and not with_depth:
             frame = replace(frame, depth=None)
         if self.track is None:
-            codec = rgb_codec if rgb_codec != ImageCodec.VIDEO else ImageCodec.JPEG
-            self._send_bytes(await asyncio.to_thread(encode_frame, frame, codec, depth_codec))
+            codec = rgb_codec if rgb_codec not in (None, ImageCodec.VIDEO) else ImageCodec.JPEG
+            self.send_chunked(await asyncio.to_thread(encode_frame, frame, codec, depth_codec))
             return
         data = await asyncio.to_thread(encode_frame, frame, ImageCodec.VIDEO, depth_codec)
-        self._send_bytes(data)  # metadata first: the engine locks its pts offset on the first pair
+        self.send_chunked(data)  # metadata first: the engine locks its pts offset on the first pair
         video = av.VideoFrame.from_ndarray(frame.rgb, format="rgb24")
         video.pts = frame.frame_id * self.options.pts_per_frame
         video.time_base = fractions.Fraction(1, VIDEO_CLOCK_HZ)
         self.track.put(video, pin=frame.depth is not None)
 
-    async def send_raw(self, data: bytes | str) -> None:
-        """Send one data-channel message as it is (tests of the engine's input checks)."""
-        self._control.send(data)
-        self._last_send = time.monotonic()
+    async def recv(self) -> bytes | str:
+        data = await self._inbox.get()
+        if data is None:
+            self._inbox.put_nowait(None)  # every later recv sees the end too
+            raise ChannelClosed("the engine closed the WebRTC connection")
+        return data
 
-    def gaze_nowait(self, prompt: Prompt) -> asyncio.Future[TimedResult]:
-        """A gaze prompt on the unreliable "gaze" channel: no retransmission, so on a lossy link
-        the future may never resolve (a newer gaze prompt supersedes it); wait with a timeout."""
-        data = encode_message(PromptMessage(prompt))
-        if len(data) > self.options.max_chunk:
-            raise ValueError(f"gaze prompt of {len(data)} bytes does not fit one data-channel message")
-        future = self._replies.expect(prompt.prompt_id)
-        self._gaze.send(data)
-        return future
-
-    def prompt_nowait(self, prompt: Prompt) -> asyncio.Future[TimedResult]:
-        """Send a prompt; the returned future resolves when its result (or error) arrives."""
-        future = self._replies.expect(prompt.prompt_id)
-        self._send_bytes(encode_message(PromptMessage(prompt)))
-        return future
-
-    async def prompt(self, prompt: Prompt, timeout: float = 30.0) -> SegmentationResult:
-        return (await asyncio.wait_for(self.prompt_nowait(prompt), timeout)).result
-
-    async def next_error(self, timeout: float = 10.0) -> ErrorMessage:
-        """The next error not tied to a pending prompt (frames, malformed bytes, ...)."""
-        return await asyncio.wait_for(self._replies.errors.get(), timeout)
-
-    async def stats(self, timeout: float = 10.0) -> SessionStats:
-        self._replies.stats_event.clear()
-        self._send_bytes(encode_message(Ping(time.time())))
-        await asyncio.wait_for(self._replies.stats_event.wait(), timeout)
-        assert self._replies.stats is not None
-        return self._replies.stats
-
-    async def close(self, bye: bool = True) -> None:
-        """Say bye (the engine then frees the session at once) and close the connection."""
+    async def close(self) -> None:
+        """Let what was sent drain (a bye frees the session at once), then close the peer."""
         self._keepalive.cancel()
-        if bye and self._control.readyState == "open":
-            self._send_bytes(encode_message(Bye("client closed")))
+        if self.control.readyState == "open":
             await self._drained(timeout=2.0)
         if self.track is not None:
             self.track.stop()
         await self.pc.close()
-        self._fail_pending()
+        self._on_closed()
 
-    def _fail_pending(self) -> None:
-        """The connection is gone: every prompt still waiting fails now, not at its timeout."""
-        self._replies.fail_all("connection closed before the result arrived")
+    # -- internals ---------------------------------------------------------------------------
 
-    def _send_bytes(self, data: bytes) -> None:
-        if self._control.readyState != "open":
-            raise ConnectionError("the engine's data channel is closed; reconnect with the same session_id")
+    def send_chunked(self, data: bytes) -> None:
+        """One message on "xrseg", split into chunks of at most options.max_chunk bytes."""
+        if self.control.readyState != "open":
+            raise ChannelClosed("the engine's data channel is closed; reconnect with the same session_id")
         self._message_id += 1
         for chunk in split_message(data, self._message_id, self.options.max_chunk):
-            self._control.send(chunk)
+            self.control.send(chunk)
             self.bytes_sent += len(chunk)
         self._last_send = time.monotonic()
-
-    async def _drained(self, timeout: float) -> None:
-        """Wait until the data channel has handed everything to the transport."""
-        if self._control.bufferedAmount == 0:
-            return
-        done = asyncio.Event()
-        self._control.bufferedAmountLowThreshold = 0
-        self._control.on("bufferedamountlow", done.set)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(done.wait(), timeout)
-
-    async def _keep_alive(self) -> None:
-        while True:
-            await asyncio.sleep(self.options.keepalive_s / 2)
-            if (
-                time.monotonic() - self._last_send >= self.options.keepalive_s
-                and self._control.readyState == "open"
-            ):
-                self._send_bytes(encode_message(Ping(time.time())))
-
-    # -- receiving -----------------------------------------------------------------------------
 
     def _on_message(self, data: bytes | str) -> None:
         message = self._reassembler.feed(data)
         if message is not None:
-            self._replies.dispatch(decode_message(message), time.time())
+            self._inbox.put_nowait(message)
+
+    def _on_closed(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._inbox.put_nowait(None)
+
+    async def _drained(self, timeout: float) -> None:
+        """Wait until the data channel has handed everything to the transport."""
+        if self.control.bufferedAmount == 0:
+            return
+        done = asyncio.Event()
+        self.control.bufferedAmountLowThreshold = 0
+        self.control.on("bufferedamountlow", done.set)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(done.wait(), timeout)
+
+    async def _keep_alive(self) -> None:
+        """A ping when nothing was sent for options.keepalive_s, so the engine keeps the session."""
+        while True:
+            await asyncio.sleep(self.options.keepalive_s / 2)
+            quiet = time.monotonic() - self._last_send >= self.options.keepalive_s
+            if quiet and self.control.readyState == "open":
+                self.send_chunked(encode_message(Ping(time.time())))
 
 
-class _Connector:
-    """Awaitable and async context manager returned by XrsegRtcClient.connect."""
+async def open_webrtc(url: str, hello: Hello, options: RtcClientOptions) -> WebRTCChannel:
+    """Offer over HTTP (the hello's token, session_id and client name ride in the offer), and
+    return the channel once the "xrseg" data channel is open.
 
-    def __init__(
-        self, url: str, token: str, client_name: str, session_id: str | None, options: RtcClientOptions
-    ) -> None:
-        self._url = url.rstrip("/")
-        self._token = token
-        self._client_name = client_name
-        self._session_id = session_id
-        self._options = options
-        self._client: XrsegRtcClient | None = None
+    Raises EngineError with the engine's code when the offer is refused (wrong token, ...)."""
+    servers = [RTCIceServer(urls, username, credential) for urls, username, credential in options.ice_servers]
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
+    try:
+        negotiation = _negotiate(pc, url.rstrip("/"), hello, options)
+        return await asyncio.wait_for(negotiation, options.connect_timeout_s)
+    except BaseException:
+        await pc.close()
+        raise
 
-    async def _open(self) -> XrsegRtcClient:
-        opts = self._options
-        servers = [
-            RTCIceServer(urls, username, credential) for urls, username, credential in opts.ice_servers
+
+async def _negotiate(pc: RTCPeerConnection, url: str, hello: Hello, opts: RtcClientOptions) -> WebRTCChannel:
+    control = pc.createDataChannel(CONTROL_LABEL, ordered=True)
+    gaze = pc.createDataChannel(GAZE_LABEL, ordered=False, maxRetransmits=0)
+    track = FrameTrack(opts.pts_per_frame) if opts.video else None
+    if track is not None:
+        transceiver = pc.addTransceiver(track, direction="sendonly")
+        wanted = f"video/{opts.video_codec}".lower()
+        codecs = [
+            c
+            for c in RTCRtpSender.getCapabilities("video").codecs
+            if c.mimeType.lower() in (wanted, "video/rtx")
         ]
-        pc = RTCPeerConnection(RTCConfiguration(iceServers=servers))
-        try:
-            return await asyncio.wait_for(self._negotiate(pc), opts.connect_timeout_s)
-        except BaseException:
-            await pc.close()
-            raise
-
-    async def _negotiate(self, pc: RTCPeerConnection) -> XrsegRtcClient:
-        opts = self._options
-        control = pc.createDataChannel(CONTROL_LABEL, ordered=True)
-        gaze = pc.createDataChannel(GAZE_LABEL, ordered=False, maxRetransmits=0)
-        track = FrameTrack(opts.pts_per_frame) if opts.video else None
-        if track is not None:
-            transceiver = pc.addTransceiver(track, direction="sendonly")
-            wanted = f"video/{opts.video_codec}".lower()
-            codecs = [
-                c
-                for c in RTCRtpSender.getCapabilities("video").codecs
-                if c.mimeType.lower() in (wanted, "video/rtx")
-            ]
-            if not any(c.mimeType.lower() == wanted for c in codecs):
-                raise ValueError(f"video codec {opts.video_codec!r} is not available; use VP8 or H264")
-            transceiver.setCodecPreferences(codecs)
-        opened = asyncio.Event()
-        control.on("open", opened.set)
-        offer = await pc.createOffer()
-        with _host_candidates(opts.host_addresses):
-            await pc.setLocalDescription(offer)
-        body = {
-            "sdp": pc.localDescription.sdp,
-            "type": "offer",
-            "token": self._token,
-            "session_id": self._session_id,
-            "client": self._client_name,
-            "video_pts_per_frame": opts.pts_per_frame,
-        }
-        async with (
-            aiohttp.ClientSession() as http,
-            http.post(f"{self._url}/webrtc/offer", json=body) as response,
-        ):
-            reply = await response.json(content_type=None)
-        if response.status != 200:
-            code = reply.get("code", ErrorCode.INTERNAL) if isinstance(reply, dict) else ErrorCode.INTERNAL
-            message = reply.get("message", str(reply)) if isinstance(reply, dict) else str(reply)
-            raise EngineError(
-                ErrorCode(code) if code in ErrorCode.__members__.values() else ErrorCode.INTERNAL,
-                message,
-                None,
-            )
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type=reply["type"]))
-        await opened.wait()
-        welcome = Welcome(reply["session_id"], reply["model"], Limits(**reply["limits"]))
-        return XrsegRtcClient(pc, control, gaze, track, welcome, opts)
-
-    def __await__(self):  # type: ignore[no-untyped-def]
-        return self._open().__await__()
-
-    async def __aenter__(self) -> XrsegRtcClient:
-        self._client = await self._open()
-        return self._client
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._client is not None:
-            await self._client.close()
+        if not any(c.mimeType.lower() == wanted for c in codecs):
+            raise ValueError(f"video codec {opts.video_codec!r} is not available; use VP8 or H264")
+        transceiver.setCodecPreferences(codecs)
+    opened = asyncio.Event()
+    control.on("open", opened.set)
+    offer = await pc.createOffer()
+    with _host_candidates(opts.host_addresses):
+        await pc.setLocalDescription(offer)
+    body = {
+        "sdp": pc.localDescription.sdp,
+        "type": "offer",
+        "token": hello.token,
+        "session_id": hello.session_id,
+        "client": hello.client,
+        "video_pts_per_frame": opts.pts_per_frame,
+    }
+    async with aiohttp.ClientSession() as http, http.post(f"{url}/webrtc/offer", json=body) as response:
+        reply = await response.json(content_type=None)
+    if response.status != 200:
+        code = reply.get("code", ErrorCode.INTERNAL) if isinstance(reply, dict) else ErrorCode.INTERNAL
+        message = reply.get("message", str(reply)) if isinstance(reply, dict) else str(reply)
+        known = code in ErrorCode.__members__.values()
+        raise EngineError(ErrorCode(code) if known else ErrorCode.INTERNAL, message, None)
+    await pc.setRemoteDescription(RTCSessionDescription(sdp=reply["sdp"], type=reply["type"]))
+    await opened.wait()
+    welcome = Welcome(reply["session_id"], reply["model"], Limits(**reply["limits"]))
+    return WebRTCChannel(pc, control, gaze, track, welcome, opts)
 
 
 _ALLOWED: ContextVar[tuple[str, ...] | None] = ContextVar("xrseg_client_ice_hosts", default=None)

@@ -157,36 +157,35 @@ def token(
 
 @app.command()
 def stream(
-    sequence: Annotated[Path, typer.Argument(help="RGB-D folder (Redwood, TUM or slambook layout).")],
-    url: str = "ws://127.0.0.1:8765",
+    target: Annotated[str | None, typer.Argument(help="Folder or recording (folder, bag), camera serial (realsense) or index (webcam).")] = None,
+    source: Annotated[str, typer.Option(help="folder | realsense | bag | openxr+realsense | webcam.")] = "folder",
+    transport: Annotated[str | None, typer.Option(help="ws | webrtc (default: from --url, else ws).")] = None,
+    url: Annotated[str | None, typer.Option(help="Engine address: ws://HOST:8765 or http://HOST:8766 (WebRTC).")] = None,
     token: str = "",
-    fps: float = 15.0,
-    prompt_every: int = 3,
+    fps: Annotated[float | None, typer.Option(help="Camera mode fps; recordings are paced at it (default: theirs).")] = None,
+    width: int = 640,
+    height: int = 480,
+    prompt_every: Annotated[int, typer.Option(help="Prompt (gaze, or head gaze without eye tracking) every n-th frame.")] = 5,
     mode: Annotated[str, typer.Option(help="Prompt with 'gaze' samples or 'click' points.")] = "gaze",
     max_frames: int | None = None,
+    gaze_file: Annotated[Path | None, typer.Option(help="Recorded gaze trace (CSV or JSON lines) to replay.")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="Camera-to-head calibration JSON (openxr+realsense).")] = None,
+    reference_space: Annotated[str, typer.Option(help="OpenXR reference space: local | stage.")] = "local",
+    spatial: Annotated[bool, typer.Option(help="RealSense spatial depth filter.")] = False,
+    temporal: Annotated[bool, typer.Option(help="RealSense temporal depth filter.")] = False,
+    hole_filling: Annotated[bool, typer.Option(help="RealSense hole-filling depth filter.")] = False,
+    align: Annotated[bool, typer.Option(help="Align RealSense depth to colour.")] = True,
+    video_codec: Annotated[str, typer.Option(help="WebRTC video codec: VP8 or H264.")] = "VP8",
+    depth_every: Annotated[int | None, typer.Option(help="WebRTC: depth with every n-th frame (default: the prompted ones).")] = None,
+    log_level: str = "WARNING",
 ) -> None:
-    """Stream a recorded RGB-D sequence to a running engine with scripted gaze or clicks; print what comes back."""
-    from clients.gaze_script import GazeScript, PixelAnchor
-    from clients.sources.folder import open_sequence
-    from clients.streamer import PromptMode, StreamPlan, stream_sequence
-    from clients.ws_client import XrsegClient
+    """Stream a device or recording to a running engine; print progress and answered prompts."""
+    from clients.stream_cli import stream_command
 
-    seq = open_sequence(sequence)
-    frames = [seq[i] for i in range(len(seq) if max_frames is None else min(len(seq), max_frames))]
-    k = frames[0].intrinsics
-    script = GazeScript.from_anchors(frames, [PixelAnchor("centre", 0, k.width / 2, k.height / 2, 0, len(frames) - 1)])
-
-    async def main() -> None:
-        async with XrsegClient.connect(url, token, "xrseg-stream") as client:
-            plan = StreamPlan(fps=fps, prompt_every=prompt_every, mode=PromptMode(mode))
-            report = await stream_sequence(client, frames, script, plan)
-        lat = sorted(r.latency_ms for r in report.results)
-        console.print(f"sent {report.frames_sent} frames, {report.prompts_sent} prompts; {len(report.results)} results, "
-                      f"{len(report.errors)} errors; engine stats {report.stats}")
-        if lat:
-            console.print(f"prompt-to-result p50 {lat[len(lat) // 2]:.1f} ms, max {lat[-1]:.1f} ms")
-
-    asyncio.run(main())
+    configure_logging(log_level)
+    code = stream_command(**locals())
+    if code:
+        raise typer.Exit(code)
 
 
 def _run_or_explain(main: Coroutine[Any, Any, T]) -> T:

@@ -77,9 +77,9 @@ async def test_malformed_messages_get_coded_errors_and_sessions_survive() -> Non
             await bad.send_raw(data)
             error = await bad.next_error(30)
             assert (error.code, error.ref_id) == (code, ref_id), (data[:40], error)
-        bad._gaze.send(_header_only({"v": 1, "type": "ping", "t": 1.0}))  # gaze channel: prompts only
+        bad.channel.gaze.send(_header_only({"v": 1, "type": "ping", "t": 1.0}))  # gaze channel: prompts only
         assert (await bad.next_error(30)).code == ErrorCode.INVALID_FIELD
-        bad._send_bytes(b"XRSG" + b"\0" * (300 * 1024))  # chunked by the client, over the 256 KiB limit
+        bad.channel.send_chunked(b"XRSG" + b"\0" * (300 * 1024))  # chunked by the client, over the 256 KiB limit
         assert (await bad.next_error(30)).code == ErrorCode.TOO_LARGE
         await bad.stats()  # a round trip: everything sent before it has been handled
         assert bad._replies.errors.empty(), "one refused message must cost one error, not one per chunk"

@@ -51,6 +51,6 @@ async def live_rtc(
 
 def assert_loopback_only(client: XrsegRtcClient) -> None:
     """Both SDPs offer only 127.0.0.1 candidates: no traffic can leave the machine."""
-    for sdp in (client.pc.localDescription.sdp, client.pc.remoteDescription.sdp):
+    for sdp in (client.channel.pc.localDescription.sdp, client.channel.pc.remoteDescription.sdp):
         addresses = set(re.findall(r"a=candidate:\S+ \d+ \S+ \d+ (\S+) \d+ typ", sdp))
         assert addresses == {"127.0.0.1"}, f"non-loopback ICE candidates offered: {addresses}"

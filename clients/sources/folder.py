@@ -194,7 +194,7 @@ def _open_redwood(root: Path, intrinsics: CameraIntrinsics | None) -> RGBDSequen
     files = tuple(
         FrameFiles(color, depth, poses[i], i / NOMINAL_FPS) for i, (color, depth) in enumerate(pairs)
     )
-    k = intrinsics or _read_open3d_intrinsics(root / "intrinsics.json") or _REDWOOD_DEFAULT
+    k = intrinsics or read_open3d_intrinsics(root / "intrinsics.json") or _REDWOOD_DEFAULT
     return RGBDSequence(root, "redwood", k, 1000.0, files)
 
 
@@ -268,7 +268,7 @@ def _open_slambook(root: Path, intrinsics: CameraIntrinsics | None) -> RGBDSeque
     files = tuple(
         FrameFiles(colors[stem], depths[stem], poses[i], i / NOMINAL_FPS) for i, stem in enumerate(stems)
     )
-    k = intrinsics or _read_open3d_intrinsics(root / "intrinsics.json") or _SLAMBOOK_DEFAULT
+    k = intrinsics or read_open3d_intrinsics(root / "intrinsics.json") or _SLAMBOOK_DEFAULT
     return RGBDSequence(root, "slambook", k, 1000.0, files)
 
 
@@ -294,7 +294,7 @@ def _open_tum(root: Path, intrinsics: CameraIntrinsics | None) -> RGBDSequence:
         if g is not None and abs(gt_ts[g] - rgb_ts[i]) <= TUM_MAX_DT:
             pose = _pose_from_tq(gt_rows[g, 1:4], gt_rows[g, 4:8])
         files.append(FrameFiles(root / rgb_paths[i], root / depth_paths[j], pose, float(rgb_ts[i])))
-    k = intrinsics or _read_open3d_intrinsics(root / "intrinsics.json") or _TUM_DEFAULT
+    k = intrinsics or read_open3d_intrinsics(root / "intrinsics.json") or _TUM_DEFAULT
     return RGBDSequence(root, "tum", k, 5000.0, tuple(files))
 
 
@@ -356,7 +356,7 @@ def _nearest(sorted_ts: np.ndarray, t: float) -> int | None:
 # ---------------------------------------------------------------- shared parsing
 
 
-def _read_open3d_intrinsics(path: Path) -> CameraIntrinsics | None:
+def read_open3d_intrinsics(path: Path) -> CameraIntrinsics | None:
     """Open3D camera JSON (width, height, column-major 3x3 intrinsic_matrix), or None if absent."""
     if not path.is_file():
         return None
