@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
+import math
 
 
 class CaptureError(Exception):
@@ -79,7 +79,7 @@ class CaptureConfig:
     def __post_init__(self) -> None:
         for name in ("voxel_size", "trunc_voxels", "depth_max", "preview_voxel"):
             value = getattr(self, name)
-            if not (np.isfinite(value) and value > 0):
+            if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"CaptureConfig.{name} must be a positive number, got {value}")
         for name in ("block_resolution", "block_count", "progress_every", "preview_max_points", "preview_image_px"):
             if getattr(self, name) < 1:
