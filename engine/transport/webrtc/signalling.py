@@ -24,6 +24,7 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError
 
+from engine.capture.http import add_capture_routes
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.server import Engine
 from engine.transport.webrtc.alignment import VIDEO_CLOCK_HZ
@@ -65,6 +66,7 @@ class WebRTCTransport:
         app.router.add_post("/webrtc/offer", self._offer)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
+        add_capture_routes(app, self.engine.config.tokens)  # GET /captures... (engine/capture/http.py)
 
     async def start(self) -> None:
         app = web.Application(client_max_size=self.config.max_offer_bytes)
