@@ -27,15 +27,21 @@ def orbit_around(
 
 
 def capture_sequence(
-    seed: int = 1, n: int = 24, intrinsics=K_SMALL, degradation: DepthDegradation | None = None, kinds=("box", "cylinder")
+    seed: int = 1,
+    n: int = 24,
+    intrinsics=K_SMALL,
+    degradation: DepthDegradation | None = None,
+    kinds=("box", "cylinder"),
+    count: int | None = None,
 ) -> tuple[SyntheticScene, int, list[SyntheticFrame]]:
-    """(scene, object id, frames) of a camera circling the first object of one of `kinds` on the floor."""
+    """(scene, object id, frames) of a camera circling the first object of one of `kinds` on the
+    floor in n steps; only the first `count` frames are rendered (all by default)."""
     scene = make_scene(seed, n_objects=3, with_table=False)
     object_id = next(o for o in scene.object_ids if scene.objects[o].kind in kinds and scene.objects[o].support_id == 0)
     renderer = SceneRenderer(scene)
     target = scene.objects[object_id].center
     frames = [
         renderer.render(intrinsics, look_at_pose(eye, target), degradation or DepthDegradation(), seed=seed + i, frame_id=i)
-        for i, eye in enumerate(orbit_around(scene, object_id, n))
+        for i, eye in enumerate(orbit_around(scene, object_id, n)[:count])
     ]
     return scene, object_id, frames
