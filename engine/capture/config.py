@@ -41,6 +41,8 @@ class CaptureConfig:
             borders carry bleed onto the support and flying pixels; other views fill the rim.
         depth_edge_ratio: masked pixels whose depth differs from a 4-neighbour by more than this
             fraction of their depth are dropped (flying pixels at the object's silhouette).
+        min_valid_pixels: a frame with fewer masked pixels of valid depth is skipped (a sliver of
+            the object at the image border, or a mask lost by the tracker).
         device: "auto" (CUDA:0 when Open3D was built with CUDA and sees a GPU, else CPU:0),
             or an Open3D device string such as "CPU:0" / "CUDA:0".
         progress_every: a progress message (preview + coverage) every this many integrated frames.
@@ -64,6 +66,7 @@ class CaptureConfig:
     depth_max: float = 3.0
     mask_erode_px: int = 2
     depth_edge_ratio: float = 0.03
+    min_valid_pixels: int = 50
     device: str = "auto"
     progress_every: int = 10
     preview_voxel: float = 0.01

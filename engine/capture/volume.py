@@ -164,7 +164,7 @@ def masked_depth(frame: RGBDFrame, mask: np.ndarray, config: CaptureConfig) -> t
         for dy, dx in ((0, 1), (2, 1), (1, 0), (1, 2)):
             nb = p[dy : dy + d.shape[0], dx : dx + d.shape[1]]
             keep &= np.abs(nb - d) <= limit  # also drops pixels next to a hole (nb = 0): edge of the data
-    if not keep.any():
+    if np.count_nonzero(keep) < config.min_valid_pixels:
         return None
     return np.where(keep, d, np.float32(0)).astype(np.float32), (int(x0), int(y0), int(x1), int(y1))
 
@@ -227,7 +227,9 @@ class ObjectCapture:
             self._totals = _replace(self._totals, skipped=self._totals.skipped + 1)
             return self.status(integrated=False)
         depth, (x0, y0, x1, y1) = found
-        self._integrate(depth, np.ascontiguousarray(frame.rgb[y0:y1, x0:x1]), frame.intrinsics, x0, y0, pose)
+        if not self._integrate(depth, np.ascontiguousarray(frame.rgb[y0:y1, x0:x1]), frame.intrinsics, x0, y0, pose):
+            self._totals = _replace(self._totals, skipped=self._totals.skipped + 1)
+            return self.status(integrated=False)
         points, colors = _sample_points(depth, frame.rgb, frame.intrinsics, x0, y0, pose)
         self._cloud = self._cloud.merged(points, colors, self.config.preview_voxel)
         t = self._totals
@@ -292,7 +294,8 @@ class ObjectCapture:
 
     def _integrate(
         self, depth: np.ndarray, rgb: np.ndarray, k: CameraIntrinsics, x0: int, y0: int, pose: Pose
-    ) -> None:
+    ) -> bool:
+        """Integrate one masked depth crop; False when its pixels touch no voxel block (too sparse)."""
         assert self._grid is not None
         c = self.config
         intrinsic = o3c.Tensor(
@@ -301,10 +304,16 @@ class ObjectCapture:
         extrinsic = o3c.Tensor(pose.inverse().matrix, o3c.float64)
         depth_img = o3d.t.geometry.Image(o3c.Tensor(depth)).to(self.device)
         color_img = o3d.t.geometry.Image(o3c.Tensor(rgb.astype(np.float32) / 255.0)).to(self.device)
-        blocks = self._grid.compute_unique_block_coordinates(
-            depth_img, intrinsic, extrinsic, 1.0, c.depth_max, float(c.trunc_voxels)
-        )
+        try:
+            blocks = self._grid.compute_unique_block_coordinates(
+                depth_img, intrinsic, extrinsic, 1.0, c.depth_max, float(c.trunc_voxels)
+            )
+        except RuntimeError as exc:  # Open3D samples the depth with a stride: a sliver may touch nothing
+            if "No block is touched" in str(exc):
+                return False
+            raise
         self._grid.integrate(blocks, depth_img, color_img, intrinsic, extrinsic, 1.0, c.depth_max, float(c.trunc_voxels))
+        return True
 
 
 def _sample_points(
