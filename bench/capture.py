@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import resource
@@ -37,7 +36,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
 import open3d as o3d
 import trimesh

@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pycocotools.coco import COCO
 
+from clients.sources.synthetic import default_intrinsics
 from engine.capture.config import CaptureConfig, CaptureError, CaptureStateError
 from engine.capture.dataset import export_coco
 from engine.capture.handler import CaptureHandler
@@ -28,7 +29,6 @@ from engine.protocol.capture import (
     PoseSource,
     capture_error,
 )
-from clients.sources.synthetic import default_intrinsics
 from tests.capture_scenes import capture_sequence
 
 TOKEN = "capture-token"
@@ -164,7 +164,7 @@ async def test_http_lists_and_serves_captures_behind_the_token(tmp_path: Path, e
         for bad in (
             f"/captures/{saved.capture_id}/files/..%2F..%2Fsecret.txt",
             f"/captures/{saved.capture_id}/files/%2E%2E",
-            f"/captures/..%2F..%2F/files/secret.txt",
+            "/captures/..%2F..%2F/files/secret.txt",
             f"/captures/{saved.capture_id}/files/..%5Csecret.txt",
             f"/captures/{saved.capture_id}/files/index.sqlite",
             f"/captures/{'0' * 32}/files/mesh.ply",

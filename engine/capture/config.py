@@ -3,9 +3,8 @@ at the edge, engine/protocol/capture.py)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import math
+from dataclasses import dataclass
 
 
 class CaptureError(Exception):

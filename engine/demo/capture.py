@@ -185,7 +185,13 @@ def _centre(frame: RGBDFrame) -> PointPrompt:
 
 def _synthetic_orbit(n: int) -> tuple[list[RGBDFrame], BoxPrompt, PointPrompt, str]:
     """A camera circling a box on the floor of a generated room, and the prompt selecting it."""
-    from clients.sources.synthetic import DepthDegradation, SceneRenderer, default_intrinsics, look_at_pose, make_scene
+    from clients.sources.synthetic import (
+        DepthDegradation,
+        SceneRenderer,
+        default_intrinsics,
+        look_at_pose,
+        make_scene,
+    )
     from engine.tracking import interior_point
 
     scene = make_scene(1, n_objects=3, with_table=False)
