@@ -210,6 +210,32 @@ def chair(out: Path, max_frames: int | None) -> dict:
     }
 
 
+def timing(n: int, runs: int = 3) -> dict:
+    """ObjectCapture.add per 640x480 frame, `runs` times over the same orbit (true masks): a range."""
+    scene, oid = pick_object(*OBJECTS[0])
+    frames = orbit(scene, oid, n)
+    masks = [f.visible_mask(oid) for f in frames]
+    per_run = []
+    for _ in range(runs):
+        load = os.getloadavg()[0]
+        _, ms, _ = capture([f.frame for f in frames], masks, CaptureConfig())
+        per_run.append({**percentiles(ms), "loadavg_1min": round(load, 2)})
+    px = [int(m.sum()) for m in masks]
+    summary = {
+        "bench": "capture_timing",
+        "commit": subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip(),
+        "machine": machine(),
+        "object": f"{scene.objects[oid].kind} (seed {scene.seed})",
+        "mask_px": {"median": int(np.median(px)), "max": int(max(px))},
+        "runs": per_run,
+        "note": "ObjectCapture.add: mask filtering, block allocation, TSDF integration, centroid + preview sampling; "
+        "2 shared CPU cores: upper bounds",
+    }
+    write_json("capture_timing.json", summary)
+    log.info("integration per run: %s", per_run)
+    return summary
+
+
 def plot(results: list[dict], integrate_ms: list[float], path: Path) -> None:
     import matplotlib
 
@@ -240,8 +266,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--frames", type=int, default=120, help="frames of the full orbit (subsets use every 2nd / 4th)")
     parser.add_argument("--objects", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="short run: 24-frame orbits, no chair, no odometry")
+    parser.add_argument("--timing", action="store_true", help="only the integration cost: 3 runs over one 120-frame orbit")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.timing:
+        return timing(args.frames)
     load_before = os.getloadavg()
     n_full = 24 if args.quick else args.frames
     counts = [n_full // 4, n_full // 2, n_full]
