@@ -37,12 +37,21 @@ def demo(
     max_frames: Annotated[int | None, typer.Option(help="Stream at most this many frames.")] = None,
     model: Annotated[str, typer.Option(help="Segmentation backend (xrseg models list).")] = "geometric",
     checkpoint: Annotated[Path | None, typer.Option(help="Weights for backends that need them.")] = None,
+    capture: Annotated[bool, typer.Option(help="3D object capture: track the chair, fuse a mesh, write OUT/capture/.")] = False,
     log_level: str = "WARNING",
 ) -> None:
     """Stream an RGB-D sequence to an in-process engine over a real WebSocket and save what comes back."""
     from engine.demo.run import DemoConfig, run_demo
 
     configure_logging(log_level)
+    if capture:
+        from engine.demo.capture import run_capture_demo
+
+        engine_config = EngineConfig(port=0, model=model, checkpoint=checkpoint)
+        result = _run_or_explain(run_capture_demo(out, None if synthetic else sequence, max_frames, engine_config, synthetic=synthetic))
+        console.print_json(json.dumps(result))
+        console.print(f"[green]wrote {out}/capture/: mesh.ply, mesh.obj, mesh.glb, view0-2.png, tracked_masks.png, coco/, store/")
+        return
     config = DemoConfig(
         out=out,
         sequence=sequence,

@@ -302,6 +302,11 @@ _DECODERS: dict[str, Callable[[Envelope, Limits], Message]] = {
 }
 
 
+from engine.protocol import capture as _capture  # noqa: E402  (capture messages use the helpers above)
+
+_DECODERS.update(_capture.DECODERS)
+
+
 def decode_envelope(env: Envelope, limits: Limits = Limits()) -> Message:
     """Interpret a parsed envelope; image payloads are decoded here (the costly step)."""
     try:
@@ -320,6 +325,8 @@ def decode_message(data: bytes | bytearray | memoryview | str, limits: Limits = 
 
 def encode_message(msg: Message) -> bytes:
     """Any schema-v1 message -> bytes for a binary transport frame."""
+    if (encode_capture := _capture.ENCODERS.get(type(msg))) is not None:
+        return encode_capture(msg)
     match msg:
         case FrameMessage(frame=frame):
             return encode_frame(frame)

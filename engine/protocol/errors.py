@@ -21,6 +21,8 @@ class ErrorCode(StrEnum):
     NO_FRAME = "no_frame"  # a prompt arrived before any frame
     UNAUTHORIZED = "unauthorized"  # missing or wrong session token
     OVERLOADED = "overloaded"  # a bounded queue was full; the item was dropped
+    NO_POSE = "no_pose"  # capture needs a camera pose with every frame (or pose_source "odometry")
+    CAPTURE_FAILED = "capture_failed"  # capture out of order (stop before start) or nothing to mesh
     INTERNAL = "internal"  # the engine failed on this item; the session keeps running
 
 

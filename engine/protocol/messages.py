@@ -24,12 +24,15 @@ class MessageType(StrEnum):
     PING = "ping"
     BYE = "bye"
     CANCEL = "cancel"  # stop tracking a prompt's object (schema v1 addition, see docs/protocol.md)
+    CAPTURE = "capture"  # 3D object capture: start/stop/cancel/status (engine/protocol/capture.py)
     # engine -> client
     WELCOME = "welcome"
     RESULT = "result"
     ERROR = "error"
     PONG = "pong"
     STATS = "stats"
+    CAPTURE_PROGRESS = "capture_progress"
+    CAPTURE_SAVED = "capture_saved"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.exceptions import InvalidAccessError, InvalidStateError
 
+from engine.capture.http import add_capture_routes
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.protocol.channels import VIDEO_CLOCK_HZ
 from engine.server import Engine
@@ -70,6 +71,7 @@ class WebRTCTransport:
         app.router.add_post("/webrtc/offer", self._offer)
         if self.config.page is not None:  # the browser page, its clips, origin rules
             add_page_routes(app, self.engine, self.config.page)
+        add_capture_routes(app, self.engine)  # GET /captures... (engine/capture/http.py)
 
     async def start(self) -> None:
         """Serve the offer endpoint plus /health and /metrics (bearer token) on config.host:port."""
