@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from engine.core import SegmentationResult
+from engine.protocol.capture import CaptureProgressMessage, CaptureSaved
 from engine.protocol import (
     ErrorCode,
     ErrorMessage,
@@ -55,6 +56,7 @@ class ReplyRouter:
         self._pending: dict[int, tuple[asyncio.Future[TimedResult], float]] = {}
         self.errors: asyncio.Queue[ErrorMessage] = asyncio.Queue(maxsize=queue_size)
         self.streamed: asyncio.Queue[TimedResult] = asyncio.Queue(maxsize=queue_size)
+        self.captures: asyncio.Queue[CaptureProgressMessage | CaptureSaved] = asyncio.Queue(maxsize=queue_size)
         self.stats: SessionStats | None = None
         self.stats_event = asyncio.Event()
 
@@ -78,6 +80,8 @@ class ReplyRouter:
                     future.set_exception(EngineError(msg.code, msg.message, ref_id))
             case ErrorMessage():
                 _put_newest(self.errors, msg)
+            case CaptureProgressMessage() | CaptureSaved():
+                _put_newest(self.captures, msg)
             case StatsMessage(stats=stats):
                 self.stats = stats
                 self.stats_event.set()

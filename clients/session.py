@@ -24,6 +24,13 @@ from typing import TYPE_CHECKING
 from clients.channel import Channel, ChannelClosed, Lane
 from clients.replies import EngineError, ReplyRouter, TimedResult
 from engine.core import Prompt, RGBDFrame, SegmentationResult
+from engine.protocol.capture import (
+    CaptureAction,
+    CaptureProgressMessage,
+    CaptureRequest,
+    CaptureSaved,
+    PoseSource,
+)
 from engine.protocol import (
     AnswerMode,
     Bye,
@@ -154,6 +161,23 @@ class ClientSession:
     async def cancel(self, prompt_id: int | None = None) -> None:
         """Stop tracking the object of prompt_id (None: all of this session's tracked objects)."""
         await self.channel.send(encode_message(Cancel(prompt_id)))
+
+    async def capture(
+        self,
+        action: CaptureAction,
+        prompt_id: int,
+        name: str = "",
+        pose_source: PoseSource = PoseSource.CLIENT,
+    ) -> None:
+        """Start, stop, cancel or ask the status of the 3D capture of a tracked object (the object of
+        prompt_id, tracked with `track`). Its progress and the saved capture arrive on
+        `next_capture`; errors (no_pose, capture_failed) on `next_error`."""
+        request = CaptureRequest(action, prompt_id, name=name, pose_source=pose_source)
+        await self.channel.send(encode_message(request))
+
+    async def next_capture(self, timeout: float = 30.0) -> CaptureProgressMessage | CaptureSaved:
+        """The next capture_progress or capture_saved message."""
+        return await asyncio.wait_for(self._replies.captures.get(), timeout)
 
     async def stats(self, timeout: float = 10.0) -> SessionStats:
         """Ping the engine; its pong carries the session's counters. Also a round trip: every

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.admission import AdmissionConfig
+from engine.capture.config import CaptureConfig
 from engine.dwell import DwellConfig
 from engine.everything import EverythingConfig
 from engine.fusion.text import TextRankConfig
@@ -50,6 +51,8 @@ class EngineConfig:
             with clip_arch); None answers text prompts with unsupported_prompt.
         clip_arch: open_clip architecture of a weights-file clip_checkpoint (e.g. ViT-B-32).
         text_ranking: weights and crops of the text ranking (engine/fusion/text.py).
+        capture: 3D object capture settings (voxel size, truncation, previews: engine/capture/config.py).
+        capture_dir: the capture store's folder; None: $XRSEG_CAPTURES, else ~/.local/share/xrseg/captures.
         warm_up: run one prompt end to end on a generated 640x480 frame at start
             (engine/pipeline.py warm_up) so the first user prompt pays no first-call costs.
     """
@@ -81,3 +84,5 @@ class EngineConfig:
     clip_arch: str | None = None
     text_ranking: TextRankConfig = field(default_factory=TextRankConfig)
     warm_up: bool = True
+    capture: CaptureConfig = field(default_factory=CaptureConfig)
+    capture_dir: Path | None = None

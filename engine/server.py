@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from engine.admission import ConnectionGate, FailedAuthLimiter
 from engine.auth import AuthConfig, Authenticator, AuthError, Identity
+from engine.capture.store import CaptureStore, default_store_dir
 from engine.config import EngineConfig
 from engine.logging_setup import LogThrottle
 from engine.metrics import EngineMetrics
@@ -44,6 +45,8 @@ class Engine:
         self._encoder: KeyframeEncoder | None = None
         self._context: SessionContext | None = None
         self._sessions: dict[str, Session] = {}
+        self._captures: CaptureStore | None = None
+        self._captures_lock = asyncio.Lock()
         self._owners: dict[str, str] = {}  # session id -> identity that opened it
         self._reaper: asyncio.Task[None] | None = None
         self._auth = Authenticator(AuthConfig(config.token_secret, config.tokens))
@@ -67,7 +70,9 @@ class Engine:
         self._encoder_executor = ThreadPoolExecutor(1, thread_name_prefix="xrseg-encoder")
         self._encoder = KeyframeEncoder(self._model, self._encoder_executor, self.config.keyframes)
         self._encoder.start()
-        self._context = SessionContext(self._model, self._executor, self.config, self._encoder, text=text)
+        self._context = SessionContext(
+            self._model, self._executor, self.config, self._encoder, text=text, capture_store=self.capture_store
+        )
         if self.config.warm_up:
             assert self._context.pipeline is not None
             await asyncio.get_running_loop().run_in_executor(
@@ -133,6 +138,15 @@ class Engine:
         except AuthError as exc:
             self._auth_failed(peer, exc.reason)
             raise ProtocolError(ErrorCode.UNAUTHORIZED, exc.message) from None
+
+    async def capture_store(self) -> CaptureStore:
+        """The engine's capture store (engine/capture/store.py), opened on first use so that an
+        engine that never captures writes nothing."""
+        async with self._captures_lock:
+            if self._captures is None:
+                folder = self.config.capture_dir or default_store_dir()
+                self._captures = await asyncio.to_thread(CaptureStore, folder)
+        return self._captures
 
     def open_session(self, hello: Hello, peer: str = "") -> Session:
         """Authenticate a Hello and return a new session, or the one it resumes (same identity only).

@@ -20,15 +20,17 @@ from engine.capture.handler import CaptureHandler
 from engine.capture.http import add_capture_routes
 from engine.capture.mesh import CaptureMesh
 from engine.capture.store import CaptureStore
-from engine.protocol import ErrorCode, ErrorMessage, decode_message, encode_message
+from engine.config import EngineConfig
+from engine.protocol import ErrorCode, decode_message, encode_message
 from engine.protocol.capture import (
     CaptureAction,
     CaptureProgressMessage,
     CaptureRequest,
     CaptureSaved,
     PoseSource,
-    capture_error,
 )
+from engine.server import Engine
+from engine.session.wire import error_message
 from tests.capture_scenes import capture_sequence
 
 TOKEN = "capture-token"
@@ -87,7 +89,7 @@ async def test_capture_errors_are_coded_and_the_capture_keeps_going(tmp_path: Pa
     handler = CaptureHandler(executor, CaptureStore(tmp_path), CaptureConfig(progress_every=100))
     with pytest.raises(CaptureStateError, match="not a tracked object") as untracked:
         await handler.request(CaptureRequest(CaptureAction.START, 9), tracked=False)
-    assert capture_error(untracked.value, 9).code is ErrorCode.CAPTURE_FAILED
+    assert error_message(untracked.value, 9).code is ErrorCode.CAPTURE_FAILED
     with pytest.raises(CaptureStateError, match="send action 'start' first"):
         await handler.request(CaptureRequest(CaptureAction.STOP, 9), tracked=True)
     assert await handler.on_tracked_frame(9, frames[0].frame, frames[0].visible_mask(oid)) == []  # not captured
@@ -96,8 +98,9 @@ async def test_capture_errors_are_coded_and_the_capture_keeps_going(tmp_path: Pa
         await handler.request(CaptureRequest(CaptureAction.START, 9), tracked=True)
     no_pose = [replace(f.frame, pose=None) for f in frames[:3]]
     errors = [r for f in no_pose for r in await handler.on_tracked_frame(9, f, frames[0].visible_mask(oid))]
-    assert len(errors) == 1 and isinstance(errors[0], ErrorMessage) and errors[0].code is ErrorCode.NO_POSE
-    assert "odometry" in errors[0].message and errors[0].ref_id == 9
+    assert len(errors) == 1 and isinstance(errors[0], CaptureError) and errors[0].ref_id == 9
+    coded = error_message(errors[0])
+    assert coded.code is ErrorCode.NO_POSE and "odometry" in coded.message and coded.ref_id == 9
     for f in frames[:4]:
         await handler.on_tracked_frame(9, f.frame, f.visible_mask(oid))
     status = await handler.request(CaptureRequest(CaptureAction.STATUS, 9), tracked=True)
@@ -147,7 +150,8 @@ async def test_http_lists_and_serves_captures_behind_the_token(tmp_path: Path, e
     store = CaptureStore(tmp_path)
     _, saved = await _captured(CaptureHandler(executor, store), orbit, name="../../etc/passwd")
     app = web.Application()
-    add_capture_routes(app, (TOKEN,), tmp_path)
+    engine = Engine(EngineConfig(port=0, tokens=(TOKEN,), capture_dir=tmp_path, warm_up=False))
+    add_capture_routes(app, engine)
     auth = {"Authorization": f"Bearer {TOKEN}"}
     async with TestClient(TestServer(app)) as client:
         for url in ("/captures", f"/captures/{saved.capture_id}", f"/captures/{saved.capture_id}/files/mesh.ply"):

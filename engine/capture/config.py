@@ -1,13 +1,15 @@
 """Settings of a capture and the errors capture code raises (domain errors; wire codes are chosen
-at the edge, engine/protocol/capture.py)."""
+at the edge, engine/session/wire.py)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+from engine.errors import EngineError
 
-class CaptureError(Exception):
+
+class CaptureError(EngineError):
     """A capture cannot do what was asked; the message says what to do instead."""
 
 

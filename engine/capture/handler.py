@@ -3,16 +3,14 @@
 How the session uses it (engine/session/, the lead's facade; one handler per session):
 
     handler = CaptureHandler(executor, store, CaptureConfig())
-    # a `capture` message arrived (engine/protocol/capture.py CaptureRequest):
-    try:
-        messages = await handler.request(req, tracked=req.prompt_id in tracked_prompt_ids)
-    except CaptureError as exc:
-        messages = [capture_error(exc, req.prompt_id)]
+    # a `capture` message arrived (engine/protocol/capture.py CaptureRequest); a CaptureError
+    # raised here is mapped to its wire code by engine/session/wire.py:
+    messages = await handler.request(req, tracked=req.prompt_id in tracked_prompt_ids)
     # after every tracking step of prompt_id on `frame` (the tracked mask, (H, W) bool):
     messages = await handler.on_tracked_frame(prompt_id, frame, mask)
     # tracking of prompt_id ended (cancel): await handler.forget(prompt_id); session close: await handler.close()
 
-Every call returns the messages to send (CaptureProgressMessage, CaptureSaved, ErrorMessage);
+Every call returns what to send (CaptureProgressMessage, CaptureSaved, or a CaptureError to report);
 the handler never touches a transport. `on_tracked_frame` returns [] at once for objects not
 being captured, and never raises for a bad frame (a frame without pose gives one `no_pose`
 error per capture and is skipped).
@@ -47,11 +45,9 @@ from engine.protocol.capture import (
     CaptureRequest,
     CaptureSaved,
     PoseSource,
-    capture_error,
 )
-from engine.protocol.messages import ErrorMessage
 
-CaptureReply = CaptureProgressMessage | CaptureSaved | ErrorMessage
+CaptureReply = CaptureProgressMessage | CaptureSaved | CaptureError
 
 
 @dataclass(eq=False)
@@ -101,7 +97,7 @@ class CaptureHandler:
 
         Raises:
             CaptureStateError: start of an untracked object or of one already captured; stop,
-                cancel or status of no capture. (Map with engine.protocol.capture.capture_error.)
+                cancel or status of no capture (engine/session/wire.py gives its wire code).
             EmptyCaptureError: stop before any frame was integrated (the capture is dropped).
         """
         pid = req.prompt_id
@@ -151,7 +147,8 @@ class CaptureHandler:
             if isinstance(step.error, NoPoseError) and active.reported_no_pose:
                 return []
             active.reported_no_pose = active.reported_no_pose or isinstance(step.error, NoPoseError)
-            return [capture_error(step.error, prompt_id)]
+            step.error.ref_id = prompt_id
+            return [step.error]  # the session maps it to its wire code
         assert step.progress is not None
         active.last = step.progress
         if step.dataset_frame is not None:

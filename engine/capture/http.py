@@ -5,51 +5,53 @@
     GET /captures/{capture_id}/files/{file_name}    the file's bytes (Content-Disposition names it)
 
 Every request needs ``Authorization: Bearer <token>`` with a token the engine accepts in Hello
-(EngineConfig.tokens; none configured means "accept any", for local demos only, as for Hello).
+(plain or signed, `Engine.authenticate`, with its failed-auth rate limit).
 Ids must be 32 hex digits and file names must be files the index lists for that capture, so no
 request can reach a path outside the store (path traversal answers 404).
 
-Register on an app with ``add_capture_routes(app, tokens, store_dir)``; the store is opened on
-the first request (so an engine that never serves a capture creates no files).
+Register on an app with ``add_capture_routes(app, engine)``; the engine opens its store on the
+first request (so an engine that never serves a capture creates no files).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import mimetypes
-from collections.abc import Sequence
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from engine.capture.store import CaptureStore, StoreError, UnknownCaptureError, default_store_dir
+from engine.capture.store import CaptureStore, StoreError, UnknownCaptureError
+from engine.protocol import ProtocolError
 
-_STORE = web.AppKey("xrseg_capture_store", dict)
+if TYPE_CHECKING:
+    from engine.server import Engine
+
+_ENGINE = web.AppKey("xrseg_capture_engine", object)
 
 
-def add_capture_routes(app: web.Application, tokens: Sequence[str], store_dir: Path | None = None) -> None:
+def add_capture_routes(app: web.Application, engine: Engine) -> None:
     """Add the capture routes to `app` (see the module docstring)."""
-    app[_STORE] = {"dir": store_dir or default_store_dir(), "tokens": tuple(tokens), "store": None}
+    app[_ENGINE] = engine
     app.router.add_get("/captures", _list)
     app.router.add_get("/captures/{capture_id}", _one)
     app.router.add_get("/captures/{capture_id}/files/{file_name}", _file)
 
 
 async def _store(request: web.Request) -> CaptureStore:
-    state = request.app[_STORE]
+    engine: Engine = request.app[_ENGINE]  # type: ignore[assignment]
     token = request.headers.get("Authorization", "")
     given = token[7:] if token.startswith("Bearer ") else ""
-    if state["tokens"] and not any(hmac.compare_digest(given, t) for t in state["tokens"]):
+    try:
+        engine.authenticate(given, request.remote or "")
+    except ProtocolError as exc:
         raise web.HTTPUnauthorized(
-            text=json.dumps({"code": "unauthorized", "message": "send Authorization: Bearer <session token>"}),
+            text=json.dumps({"code": "unauthorized", "message": f"send Authorization: Bearer <session token>: {exc}"}),
             content_type="application/json",
             headers={"WWW-Authenticate": "Bearer"},
-        )
-    if state["store"] is None:
-        state["store"] = await asyncio.to_thread(CaptureStore, state["dir"])
-    return state["store"]
+        ) from None
+    return await engine.capture_store()
 
 
 def _not_found(message: str) -> web.HTTPNotFound:

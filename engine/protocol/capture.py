@@ -1,4 +1,4 @@
-"""Capture messages of schema v1 (docs/protocol.md, "3D object capture") and their wire codes.
+"""Capture messages of schema v1 (docs/protocol.md, "3D object capture").
 
 client -> engine  ``capture``           start / stop / cancel / status of the capture of a tracked object
 engine -> client  ``capture_progress``  state, counts, view-sphere coverage, centroid; every N frames a
@@ -7,7 +7,7 @@ engine -> client  ``capture_saved``     the stored capture: id, files, sizes, wh
 
 Kept apart from codec.py so that capture can grow without touching the core codec; the codec
 registers DECODERS and ENCODERS below in its tables. Capture's domain errors become wire codes
-in one place: ``capture_error``.
+where every other domain error does (engine/session/wire.py).
 """
 
 from __future__ import annotations
@@ -19,11 +19,10 @@ from typing import Any
 
 import numpy as np
 
-from engine.capture.config import CaptureError, NoPoseError
 from engine.protocol import payloads as pl
 from engine.protocol.codec import Envelope, _field, _floats, pack
 from engine.protocol.errors import ErrorCode, ProtocolError
-from engine.protocol.messages import ErrorMessage, Limits, MessageType
+from engine.protocol.messages import Limits, MessageType
 
 MAX_PREVIEW_POINTS = 4096
 """Cap on preview points per capture_progress message (the engine sends at most this many)."""
@@ -92,12 +91,6 @@ class CaptureSaved:
     vertices: int
     triangles: int
     frames: int
-
-
-def capture_error(exc: CaptureError, ref_id: int | None) -> ErrorMessage:
-    """The wire form of a capture domain error (the one place its codes are chosen)."""
-    code = ErrorCode.NO_POSE if isinstance(exc, NoPoseError) else ErrorCode.CAPTURE_FAILED
-    return ErrorMessage(code, str(exc), ref_id)
 
 
 # -- encode ------------------------------------------------------------------------------------

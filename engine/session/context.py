@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass
 
+from engine.capture.store import CaptureStore
 from engine.config import EngineConfig
 from engine.pipeline import Pipeline
 from engine.scheduler import KeyframeEncoder
@@ -19,6 +21,7 @@ class SessionContext:
     encoder: the engine's keyframe encoder; None encodes on the prompt path (as EVERY_FRAME).
     pipeline: built from model and config when not given.
     text: the CLIP ranking of text prompts; None answers them with unsupported_prompt.
+    capture_store: opens (once) the engine's capture store; None turns 3D capture off.
     """
 
     model: SegmentationModel
@@ -27,6 +30,7 @@ class SessionContext:
     encoder: KeyframeEncoder | None = None
     pipeline: Pipeline | None = None
     text: TextRanker | None = None
+    capture_store: Callable[[], Awaitable[CaptureStore]] | None = None
 
     def __post_init__(self) -> None:
         if self.pipeline is None:

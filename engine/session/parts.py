@@ -20,12 +20,13 @@ from engine.core import Prompt, RGBDFrame
 from engine.dwell import GazeState, SpeculationRequest
 from engine.errors import NoFrame, Overloaded
 from engine.pipeline import Answer, Pipeline
-from engine.protocol import ResultKind, SessionStats
+from engine.protocol import Message, ResultKind, SessionStats
 from engine.session.context import Counters, SessionContext
 from engine.session.frames import FrameWindow, PendingFrame
 from engine.tracking import TrackState
 
 if TYPE_CHECKING:
+    from engine.capture.handler import CaptureHandler
     from engine.session.keyframes import KeyframeSource
     from engine.session.outbox import Outbox
     from engine.session.prompt_queue import PromptQueue
@@ -49,7 +50,14 @@ class Failure:
     ref_id: int | None
 
 
-Outgoing = Reply | Failure
+@dataclass(frozen=True, eq=False)
+class Notice:
+    """A ready protocol message for the facade to send (capture progress, a saved capture)."""
+
+    message: Message
+
+
+Outgoing = Reply | Failure | Notice
 """What handlers hand back; they never touch the transport."""
 
 
@@ -69,6 +77,7 @@ class SessionParts:
     engaged_until: float = 0.0
     gaze_answered_at: float = 0.0  # receive time of the newest answered gaze-only prompt
     deferred_speculation: SpeculationRequest | None = None
+    capture: CaptureHandler | None = None  # made on the session's first capture message
 
     @property
     def pipeline(self) -> Pipeline:

@@ -37,11 +37,13 @@ from engine.protocol import (
     StatsMessage,
     decode_envelope,
 )
+from engine.protocol.capture import CaptureRequest
 from engine.scheduler import Keyframe
 from engine.session.context import SessionContext
 from engine.session.frames import PendingFrame
 from engine.session.handlers import (
     BACKGROUND,
+    CAPTURE,
     HANDLERS,
     cancel_tracking,
     prompt_kind,
@@ -50,6 +52,7 @@ from engine.session.handlers import (
 from engine.session.outbox import Outbox, SendFn
 from engine.session.parts import (
     Failure,
+    Notice,
     Outgoing,
     Reply,
     build_parts,
@@ -134,6 +137,8 @@ class Session:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks, self._inflight = [], set()
+        if self._parts.capture is not None:
+            await self._parts.capture.close()
         self._parts.keyframes.close()
         self._frames.clear()
         self._queue.clear()
@@ -183,6 +188,10 @@ class Session:
                     assert isinstance(msg, Ping)
                     self._post(Pong(msg.t, time.time()))
                     self._post(StatsMessage(self.stats))
+                case MessageType.CAPTURE:  # may take seconds (a mesh on stop): a task of its own
+                    msg = decode_envelope(env, limits)
+                    assert isinstance(msg, CaptureRequest)
+                    self._spawn(self._capture(msg), f"capture-{msg.prompt_id}")
                 case MessageType.BYE:
                     self._post(StatsMessage(self.stats))
                 case MessageType.HELLO:
@@ -215,8 +224,12 @@ class Session:
         self._poke()
 
     def cancel_tracking(self, prompt_id: int | None = None) -> None:
-        """Stop tracking one object (or all); no result of kind track follows for it."""
-        cancel_tracking(self._parts, prompt_id)
+        """Stop tracking one object (or all); no result of kind track follows for it, and its
+        capture, if any, is dropped (a capture fuses the tracked masks)."""
+        capture = self._parts.capture
+        for pid in cancel_tracking(self._parts, prompt_id):
+            if capture is not None:
+                self._spawn(capture.forget(pid), f"forget-capture-{pid}")
 
     # -- outbound ----------------------------------------------------------------------------
 
@@ -233,6 +246,9 @@ class Session:
         for item in outgoing:
             if isinstance(item, Failure):
                 self.report(item.error, item.ref_id)
+                continue
+            if isinstance(item, Notice):
+                self._post(item.message)
                 continue
             assert isinstance(item, Reply)
             if item.kind is ResultKind.TRACK:
@@ -270,19 +286,25 @@ class Session:
             await self._wake.wait()
 
     def _start(self, job: PromptJob) -> None:
-        task = asyncio.create_task(
-            self._answer(job), name=f"session-{self.session_id}-prompt-{job.prompt_id}"
-        )
+        self._spawn(self._answer(job), f"prompt-{job.prompt_id}", job)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str, job: PromptJob | None = None) -> None:
+        """Every task the session starts is kept (and cancelled on close)."""
+        task = asyncio.create_task(work, name=f"session-{self.session_id}-{name}")
         self._inflight.add(task)
         task.add_done_callback(lambda done: self._finished(done, job))
+
+    async def _capture(self, request: CaptureRequest) -> None:
+        self._deliver(await self._guarded(CAPTURE.handle(request, self._parts), request.prompt_id))
 
     async def _answer(self, job: PromptJob) -> None:
         handler = HANDLERS[prompt_kind(job.message)]
         self._deliver(await self._guarded(handler.handle(job, self._parts), job.prompt_id))
         self._parts.keyframes.withdraw()
 
-    def _finished(self, task: asyncio.Task[None], job: PromptJob) -> None:
-        job.admit()
+    def _finished(self, task: asyncio.Task[None], job: PromptJob | None) -> None:
+        if job is not None:
+            job.admit()
         self._inflight.discard(task)
         self._poke()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
+from engine.capture.config import CaptureError, NoPoseError
 from engine.core.prompts import PromptError
 from engine.errors import (
     BadPrompt,
@@ -26,6 +27,8 @@ from engine.protocol import ErrorCode, ErrorMessage, ProtocolError, ResultKind, 
 from models.interfaces import ModelError
 
 _CODES: tuple[tuple[type[Exception], ErrorCode], ...] = (
+    (NoPoseError, ErrorCode.NO_POSE),
+    (CaptureError, ErrorCode.CAPTURE_FAILED),
     (BadPrompt, ErrorCode.BAD_PROMPT),
     (PromptError, ErrorCode.BAD_PROMPT),
     (UnsupportedPrompt, ErrorCode.UNSUPPORTED_PROMPT),

@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Protocol
 
 from engine.protocol import PromptMessage
+from engine.session.handlers.capture import CaptureControl
 from engine.session.handlers.everything import EverythingHandler
 from engine.session.handlers.gaze import (
     GazeHandler,
@@ -29,6 +30,7 @@ from engine.session.prompt_queue import PromptJob
 
 __all__ = [
     "BACKGROUND",
+    "CAPTURE",
     "HANDLERS",
     "PromptKind",
     "cancel_tracking",
@@ -66,6 +68,9 @@ HANDLERS: Mapping[PromptKind, PromptHandler] = MappingProxyType(
     }
 )
 """Handlers are stateless (their state is the session's parts), so one table serves every session."""
+
+CAPTURE = CaptureControl()
+"""Capture messages (start / stop / cancel / status) are not prompts: their own handler."""
 
 BACKGROUND: tuple[BackgroundWork, ...] = (GazeSpeculation(), TrackStep())
 """In priority order: a speculative decode at the user's fixation, then a tracking step."""

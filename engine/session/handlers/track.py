@@ -12,6 +12,7 @@ import time
 from engine.core import StageTimestamps
 from engine.errors import EngineError
 from engine.protocol import ProtocolError, ResultKind
+from engine.session.handlers.capture import capture_tracked
 from engine.session.parts import Failure, Outgoing, Reply, SessionParts
 from engine.tracking import track_step
 from models.interfaces import ModelError
@@ -46,15 +47,18 @@ class TrackStep:
             if prompt_id in parts.tracks:  # not cancelled while the step ran
                 parts.tracks[prompt_id] = new_state
                 out.append(Reply(answer, ResultKind.TRACK))
+                out.extend(await capture_tracked(parts, prompt_id, frame, answer.mask))
         return out
 
 
-def cancel_tracking(parts: SessionParts, prompt_id: int | None) -> None:
-    """Stop tracking one object (or all); no result of kind track follows for it."""
-    if prompt_id is None:
-        parts.tracks.clear()
-    else:
-        parts.tracks.pop(prompt_id, None)
+def cancel_tracking(parts: SessionParts, prompt_id: int | None) -> list[int]:
+    """Stop tracking one object (or all); no result of kind track follows for it. Returns the
+    prompt ids whose captures must be forgotten with it (a capture needs its tracked masks)."""
+    ids = list(parts.tracks) if prompt_id is None else [prompt_id]
+    for pid in ids:
+        parts.tracks.pop(pid, None)
+    capturing = parts.capture.capturing if parts.capture is not None else ()
+    return [pid for pid in ids if pid in capturing]
 
 
 def _retold(exc: Exception, message: str) -> Exception:
