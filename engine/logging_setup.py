@@ -21,12 +21,16 @@ def configure_logging(level: str = "INFO") -> None:
     root = logging.getLogger()
     old = getattr(root, _LISTENER_ATTR, None)
     if old is not None:
+        atexit.unregister(old.stop)  # stopped now; stopping it again at exit would raise
         old.stop()
     records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
     target = RichHandler(show_path=False, rich_tracebacks=True)
     target.setFormatter(logging.Formatter("%(name)s: %(message)s", datefmt="[%X]"))
     listener = logging.handlers.QueueListener(records, target, respect_handler_level=True)
-    logging.basicConfig(level=level.upper(), handlers=[logging.handlers.QueueHandler(records)], force=True)
+    # The queue handler formats the message only (%(message)s); the listener adds name and level.
+    logging.basicConfig(
+        level=level.upper(), format="%(message)s", handlers=[logging.handlers.QueueHandler(records)], force=True
+    )
     setattr(root, _LISTENER_ATTR, listener)
     listener.start()
     atexit.register(listener.stop)
