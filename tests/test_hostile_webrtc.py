@@ -48,7 +48,7 @@ async def test_handler_crash_inputs_get_coded_errors_and_the_peer_keeps_answerin
                     continue  # too big for one text data-channel message (sent as text over the WebSocket)
                 await bad.send_raw(data)
             else:
-                bad._send_bytes(data)
+                bad.channel.send_chunked(data)
             error = await bad.next_error(30)
             assert error.code == code, (case, error)
         peer = live.transport.peers[bad.session_id]
@@ -74,7 +74,7 @@ async def test_a_message_flood_is_dropped_and_counted_and_the_other_peer_answere
         await _answered(flood, seq[0], 1)
         frame_id = seq[0].frame_id
         for pid in range(2, 1002):
-            flood._send_bytes(
+            flood.channel.send_chunked(
                 encode_message(PromptMessage(Prompt(pid, frame_id, points=(PointPrompt(300.0, 240.0),))))
             )
             if pid % 50 == 0:
@@ -85,11 +85,11 @@ async def test_a_message_flood_is_dropped_and_counted_and_the_other_peer_answere
             await _answered(good, seq[3 + i], 100 + i)
         assert (await good.stats()).prompts_dropped == 0
         deadline = time.monotonic() + 60
-        while flood._control.bufferedAmount > 0 and time.monotonic() < deadline:  # all 5000 delivered
+        while flood.channel.control.bufferedAmount > 0 and time.monotonic() < deadline:  # all 5000 delivered
             await asyncio.sleep(0.1)
         await asyncio.sleep(1.0)
         peer = live.transport.peers.get(flood.session_id)
-        assert peer is not None, ("the flooding peer is still connected", flood.pc.connectionState)
+        assert peer is not None, ("the flooding peer is still connected", flood.channel.pc.connectionState)
 
         def refused() -> float:
             sample = live.engine.metrics.registry.get_sample_value

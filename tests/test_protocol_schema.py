@@ -28,6 +28,13 @@ from engine.core import (
 )
 from engine.protocol import DepthCodec, ErrorCode, ImageCodec, ProtocolError, decode_message, encode_message
 from engine.protocol import depth_codec as rdz
+from engine.protocol.capture import (
+    CaptureAction,
+    CaptureProgressMessage,
+    CaptureRequest,
+    CaptureSaved,
+    PoseSource,
+)
 from engine.protocol.codec import encode_frame, parse_envelope
 from engine.protocol.messages import (
     Bye,
@@ -49,7 +56,7 @@ REGISTRY = Registry().with_resources(
     (s["$id"].rsplit("/", 1)[-1], Resource.from_contents(s)) for s in SCHEMAS.values()
 )
 EXAMPLES = {p.stem: json.loads(p.read_text()) for p in (DOCS / "examples").glob("*.json")}
-CLIENT_TO_ENGINE = {"hello", "prompt", "prompt_gaze_dwell", "prompt_box", "cancel", "ping", "bye"}
+CLIENT_TO_ENGINE = {"hello", "prompt", "prompt_gaze_dwell", "prompt_box", "cancel", "ping", "bye", "capture"}
 
 
 def validate(instance: dict, schema_name: str) -> None:
@@ -92,6 +99,13 @@ def test_headers_the_engine_writes_match_the_schemas() -> None:
         "cancel": Cancel(4),
         "ping": Ping(1.0),
         "bye": Bye("x"),
+        "capture": CaptureRequest(CaptureAction.START, 4, name="mug", pose_source=PoseSource.ODOMETRY),
+        "capture_progress": CaptureProgressMessage(
+            4, "capturing", 3, 0, (1, 0, 2), ((0.0, 0.0, 1.0),), (0.1, 0.2, 1.0)
+        ),
+        "capture_saved": CaptureSaved(
+            4, "0" * 32, "mug", "/captures/" + "0" * 32, (("mesh.glb", 10),), 8, 12, 3
+        ),
     }
     for name, msg in messages.items():
         validate(parse_envelope(encode_message(msg)).header, name)
