@@ -96,9 +96,12 @@ async def measure_websocket(frames: list[RGBDFrame], script: GazeScript, fps: fl
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert server.stdout is not None
-        line = await asyncio.to_thread(server.stdout.readline)  # "xrseg engine (...) on ws://..."
-        if "ws://" not in line:
-            raise RuntimeError(f"engine did not start: {line}{server.stdout.read()}")
+        seen = []
+        while not any("ws://" in line for line in seen):  # "WebSocket sessions on ws://..."
+            line = await asyncio.wait_for(asyncio.to_thread(server.stdout.readline), 120)
+            if not line:
+                raise RuntimeError("engine did not start: " + "".join(seen))
+            seen.append(line)
         async with XrsegClient.connect(f"ws://127.0.0.1:{port}", token, "bench") as client:
             report = await stream_sequence(client, frames, script, StreamPlan(fps=fps, prompt_every=prompt_every))
     finally:
