@@ -12,6 +12,7 @@ its `feeds` method.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ def open_sessions(
     )
 
 
-class OnnxPromptDecoder:
+class OnnxPromptDecoder(ABC):
     """Light half of a SAM-family backend: embedding + prompt -> masks at the original resolution.
 
     Subclasses implement `feeds(embedding, prompt)`: the decoder graph's inputs by name. The graph
@@ -97,8 +98,9 @@ class OnnxPromptDecoder:
         self.name = name
         self.sessions = sessions
 
+    @abstractmethod
     def feeds(self, embedding: ImageEmbedding, prompt: PromptInput) -> dict[str, np.ndarray]:
-        raise NotImplementedError
+        """The decoder graph's inputs by name for this embedding and prompt."""
 
     def predict(self, embedding: ImageEmbedding, prompt: PromptInput) -> MaskPrediction:
         if embedding.backend != self.name:
