@@ -14,6 +14,7 @@ from engine.protocol.codec import (
 from engine.protocol.errors import ErrorCode, ProtocolError
 from engine.protocol.messages import (
     PROTOCOL_VERSION,
+    SESSION_REQUESTS,
     AnswerMode,
     Bye,
     Cancel,
@@ -37,6 +38,7 @@ from engine.protocol.payloads import DepthCodec, ImageCodec
 
 __all__ = [
     "PROTOCOL_VERSION",
+    "SESSION_REQUESTS",
     "AnswerMode",
     "Bye",
     "Cancel",

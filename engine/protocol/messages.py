@@ -35,6 +35,12 @@ class MessageType(StrEnum):
     CAPTURE_SAVED = "capture_saved"
 
 
+SESSION_REQUESTS = frozenset(
+    {MessageType.PROMPT, MessageType.CANCEL, MessageType.PING, MessageType.CAPTURE, MessageType.BYE}
+)
+"""What a client may send, besides frames, once its session is open (anything else is refused undecoded)."""
+
+
 @dataclass(frozen=True)
 class Limits:
     """Sizes the engine accepts; sent in Welcome so clients can check before sending."""

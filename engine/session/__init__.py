@@ -14,6 +14,7 @@ wire.py only.
 
 from engine.session.context import SessionContext
 from engine.session.frames import FrameWindow, PendingFrame
-from engine.session.session import Lease, SendFn, Session
+from engine.session.lease import Lease
+from engine.session.session import SendFn, Session
 
 __all__ = ["FrameWindow", "Lease", "PendingFrame", "SendFn", "Session", "SessionContext"]

@@ -13,16 +13,16 @@ through a bounded outbox drained by one sender task: a client that does not read
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 import time
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from engine.core import Prompt
 from engine.errors import Overloaded, SessionClosed
 from engine.protocol import (
+    SESSION_REQUESTS,
+    Bye,
     Cancel,
     Envelope,
     ErrorCode,
@@ -32,7 +32,6 @@ from engine.protocol import (
     Pong,
     PromptMessage,
     ProtocolError,
-    ResultKind,
     SessionStats,
     StatsMessage,
     decode_envelope,
@@ -49,27 +48,13 @@ from engine.session.handlers import (
     prompt_kind,
     resume_deferred_speculation,
 )
+from engine.session.lease import Lease, Leases
 from engine.session.outbox import Outbox, SendFn
-from engine.session.parts import (
-    Failure,
-    Notice,
-    Outgoing,
-    Reply,
-    build_parts,
-    session_stats,
-)
+from engine.session.parts import Failure, Outgoing, build_parts, session_stats
 from engine.session.prompt_queue import PromptJob, PromptQueue
-from engine.session.wire import error_message, is_expected, result_message
+from engine.session.wire import is_expected, outgoing_message
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, eq=False)
-class Lease:
-    """The right of one connection to receive this session's replies; a newer attach revokes it."""
-
-    session_id: str
-    serial: int
 
 
 class Session:
@@ -89,8 +74,7 @@ class Session:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []  # worker and sender: started on first attach
-        self._leases = itertools.count(1)
-        self._lease: Lease | None = None
+        self._leases = Leases(session_id)
         self.detached_at: float | None = None
         self.closed = False
 
@@ -100,7 +84,7 @@ class Session:
         """Connect (or reconnect) the transport that carries replies; the previous lease is revoked."""
         if self.closed:
             raise SessionClosed(f"session {self.session_id} is closed; open a new session")
-        self._lease = Lease(self.session_id, next(self._leases))
+        lease = self._leases.grant()
         self._outbox.send = send
         self.detached_at = None
         if not self._tasks:
@@ -108,14 +92,14 @@ class Session:
                 asyncio.create_task(self._work(), name=f"session-{self.session_id}"),
                 asyncio.create_task(self._outbox.run(), name=f"session-{self.session_id}-send"),
             ]
-        return self._lease
+        return lease
 
     def detach(self, lease: Lease) -> bool:
         """That connection went away; keep state so the client can resume. A stale lease (a newer
         connection resumed the session meanwhile) changes nothing; returns whether it was current."""
-        if lease is not self._lease or self.closed:
+        if self.closed or not self._leases.release(lease):
             return False
-        self._lease = self._outbox.send = None
+        self._outbox.send = None
         self.detached_at = time.monotonic()
         return True
 
@@ -131,7 +115,8 @@ class Session:
         if self._outbox.send is not None and self._tasks:
             await self._outbox.drain(1.0)
         self.closed = True
-        self._lease = self._outbox.send = None
+        self._leases.revoke()
+        self._outbox.send = None
         tasks = [*self._tasks, *self._inflight]
         for task in tasks:
             task.cancel()
@@ -170,34 +155,26 @@ class Session:
     async def receive(self, env: Envelope) -> None:
         """Route one parsed message. Errors go back to this client only."""
         received = time.time()
-        limits = self._parts.config.limits
         try:
-            match env.type:
-                case MessageType.FRAME:
-                    self.offer_frame(PendingFrame.from_envelope(env, self._parts.config, received))
-                case MessageType.PROMPT:
-                    msg = decode_envelope(env, limits)
-                    assert isinstance(msg, PromptMessage)
+            if env.type == MessageType.FRAME:  # decoded lazily, when a prompt or refresh needs it
+                self.offer_frame(PendingFrame.from_envelope(env, self._parts.config, received))
+                return
+            if env.type == MessageType.HELLO:
+                raise ProtocolError(ErrorCode.INVALID_FIELD, "session already open; send hello only once")
+            if env.type not in SESSION_REQUESTS:
+                raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"clients may not send {env.type!r} messages")
+            match decode_envelope(env, self._parts.config.limits):
+                case PromptMessage() as msg:
                     self.submit(msg, received)
-                case MessageType.CANCEL:
-                    msg = decode_envelope(env, limits)
-                    assert isinstance(msg, Cancel)
-                    self.cancel_tracking(msg.prompt_id)
-                case MessageType.PING:
-                    msg = decode_envelope(env, limits)
-                    assert isinstance(msg, Ping)
-                    self._post(Pong(msg.t, time.time()))
+                case Cancel(prompt_id=prompt_id):
+                    self.cancel_tracking(prompt_id)
+                case Ping(t=t):
+                    self._post(Pong(t, time.time()))
                     self._post(StatsMessage(self.stats))
-                case MessageType.CAPTURE:  # may take seconds (a mesh on stop): a task of its own
-                    msg = decode_envelope(env, limits)
-                    assert isinstance(msg, CaptureRequest)
+                case CaptureRequest() as msg:  # may take seconds (a mesh on stop): a task of its own
                     self._spawn(self._capture(msg), f"capture-{msg.prompt_id}")
-                case MessageType.BYE:
+                case Bye():
                     self._post(StatsMessage(self.stats))
-                case MessageType.HELLO:
-                    raise ProtocolError(ErrorCode.INVALID_FIELD, "session already open; send hello only once")
-                case _:
-                    raise ProtocolError(ErrorCode.UNKNOWN_TYPE, f"clients may not send {env.type!r} messages")
         except ProtocolError as exc:
             self.report(exc, None)
 
@@ -235,27 +212,11 @@ class Session:
 
     def report(self, exc: Exception, ref_id: int | None = None) -> None:
         """Send a coded error for `exc` to this client (transports use it for bytes they reject)."""
-        self._parts.counters.errors_sent += 1
-        message = error_message(exc, ref_id)
-        log.debug(
-            "session %s: %s (%s, ref %s)", self.session_id, message.message, message.code, message.ref_id
-        )
-        self._post(message)
+        self._deliver([Failure(exc, ref_id)])
 
     def _deliver(self, outgoing: list[Outgoing]) -> None:
         for item in outgoing:
-            if isinstance(item, Failure):
-                self.report(item.error, item.ref_id)
-                continue
-            if isinstance(item, Notice):
-                self._post(item.message)
-                continue
-            assert isinstance(item, Reply)
-            if item.kind is ResultKind.TRACK:
-                self._parts.counters.track_results += 1
-            else:
-                self._parts.counters.prompts_answered += 1
-            self._post(result_message(item.answer, item.kind))
+            self._post(outgoing_message(item, self._parts.counters, self.session_id))
 
     def _post(self, message: Message) -> None:
         self._outbox.post(message)

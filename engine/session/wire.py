@@ -8,6 +8,7 @@ traceback, and a new domain error needs one row below.
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import replace
 
@@ -23,8 +24,12 @@ from engine.errors import (
     UnsupportedPrompt,
 )
 from engine.pipeline import Answer
-from engine.protocol import ErrorCode, ErrorMessage, ProtocolError, ResultKind, ResultMessage
+from engine.protocol import ErrorCode, ErrorMessage, Message, ProtocolError, ResultKind, ResultMessage
+from engine.session.context import Counters
+from engine.session.parts import Failure, Notice, Outgoing, Reply
 from models.interfaces import ModelError
+
+log = logging.getLogger(__name__)
 
 _CODES: tuple[tuple[type[Exception], ErrorCode], ...] = (
     (NoPoseError, ErrorCode.NO_POSE),
@@ -66,3 +71,20 @@ def result_message(answer: Answer, kind: ResultKind) -> ResultMessage:
 def is_expected(exc: Exception) -> bool:
     """Errors that are part of normal operation (logged briefly); others are engine bugs (logged in full)."""
     return isinstance(exc, ProtocolError | EngineError | PromptError | ModelError)
+
+
+def outgoing_message(item: Outgoing, counters: Counters, session_id: str) -> Message:
+    """The message a client gets for one handler output, counted where its session stats count it."""
+    if isinstance(item, Notice):
+        return item.message
+    if isinstance(item, Failure):
+        counters.errors_sent += 1
+        message = error_message(item.error, item.ref_id)
+        log.debug("session %s: %s (%s, ref %s)", session_id, message.message, message.code, message.ref_id)
+        return message
+    assert isinstance(item, Reply)
+    if item.kind is ResultKind.TRACK:
+        counters.track_results += 1
+    else:
+        counters.prompts_answered += 1
+    return result_message(item.answer, item.kind)
