@@ -20,9 +20,9 @@ One step (`track_step`) on a new frame C, with the session's keyframe K:
    the object), the warped previous mask is kept for this frame ("coasting");
 4. lift the chosen mask to a new 3D segment: the next step's prompts.
 
-An object that leaves the view gives results with an empty mask until it comes back. The SAM 2.1
-video memory tracker (memory attention over past frames) is not used here; this tracker works
-with any backend, the geometric default included.
+An object that leaves the view gives results with an empty mask until it comes back. This
+tracker works with any backend, the geometric default included; a model with a video memory
+(SAM 2.1 / EdgeTAM video checkpoints) is tracked by engine/tracking_memory.py instead.
 """
 
 from __future__ import annotations
@@ -48,11 +48,16 @@ class TrackingConfig:
     min_agreement: IoU with the warped previous mask below which a decoded candidate is distrusted.
     lock_agreement: the candidate at the user's granularity is kept while its IoU with the warped
         previous mask is at least this.
+    video_memory: track with the model's video memory when it has one (SAM 2.1 / EdgeTAM video
+        checkpoints, engine/tracking_memory.py); False keeps this keyframe tracker for every model.
+    memory_frames: spatial memories kept per object by the video memory (SAM 2.1 is trained on 7).
     """
 
     max_objects: int = 4
     min_agreement: float = 0.3
     lock_agreement: float = 0.5
+    video_memory: bool = True
+    memory_frames: int = 7
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,14 +91,14 @@ class TrackState:
             prompt_id,
             frame,
             answer.mask,
-            _world_points(answer.result.segment, frame),
+            world_points(answer.result.segment, frame),
             want_3d,
             0,
             granularity,
         )
 
 
-def _world_points(segment: Segment3D | None, frame: RGBDFrame) -> np.ndarray | None:
+def world_points(segment: Segment3D | None, frame: RGBDFrame) -> np.ndarray | None:
     if segment is None or segment.status != "ok" or len(segment.points) == 0:
         return None
     if segment.frame == "camera" and frame.pose is not None:
@@ -193,7 +198,7 @@ def track_step(
         state.prompt_id,
         frame,
         chosen,
-        _world_points(segment, frame) if segment is not None else state.points_world,
+        world_points(segment, frame) if segment is not None else state.points_world,
         state.want_3d,
         0 if chosen.any() else state.lost_steps + 1,
         state.granularity,

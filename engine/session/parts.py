@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from engine.session.keyframes import KeyframeSource
     from engine.session.outbox import Outbox
     from engine.session.prompt_queue import PromptQueue
+    from engine.tracking_memory import TrackMemory
 
 T = TypeVar("T")
 
@@ -78,6 +79,7 @@ class SessionParts:
     gaze_answered_at: float = 0.0  # receive time of the newest answered gaze-only prompt
     deferred_speculation: SpeculationRequest | None = None
     capture: CaptureHandler | None = None  # made on the session's first capture message
+    track_memory: TrackMemory | None = None  # the model's video memory, while objects are tracked
 
     @property
     def pipeline(self) -> Pipeline:
