@@ -22,17 +22,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import subprocess
 import tempfile
 import time
-import dataclasses
-from dataclasses import replace
 from pathlib import Path
 
 from bench.common import RESULTS, machine, percentiles
-from models.geometric import build_geometric
+from models.registry import ModelSpec, build_model
 from tests.browser_support import browser_page, chromium_missing, page_server, rgbd_frames, write_y4m
 
 TOKEN = "bench-token"
@@ -40,7 +39,7 @@ CLICK_GRID = [(fx, fy) for fy in (0.3, 0.5, 0.7) for fx in (0.2, 0.4, 0.6, 0.8)]
 
 
 async def one_run(y4m: Path, prompts: int) -> dict:
-    colour_only = replace(build_geometric(), needs_depth=False)
+    colour_only = build_model(ModelSpec("geometric-rgb"))
     async with page_server(TOKEN, model=colour_only) as server, browser_page(y4m) as page:
         await page.goto(f"{server.url}/#token={TOKEN}&autostart=1&source=webcam")
         await page.wait_for_function(

@@ -207,7 +207,8 @@ def require_depth(model: SegmentationModel, frame: RGBDFrame) -> None:
     if model.needs_depth and not frame.has_valid_depth():
         raise NoDepth(
             f"frame {frame.frame_id} has no valid depth (all zero or NaN) and model {model.name!r} needs "
-            "depth; send registered depth or choose an image-only model",
+            "depth; send registered depth, or serve a colour-only model "
+            "(--model geometric-rgb, or a SAM-family model)",
             frame.frame_id,
         )
 

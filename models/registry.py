@@ -29,6 +29,20 @@ def _build_geometric(spec: ModelSpec) -> SegmentationModel:
     return build_geometric()
 
 
+def _build_geometric_rgb(spec: ModelSpec) -> SegmentationModel:
+    """The geometric model for colour-only sources (a webcam, the page's camera).
+
+    Why a second entry: `geometric` declares it needs depth, so frames of an RGB-D stream that
+    arrive without depth (WebRTC sends depth with prompted frames only) are never encoded colour
+    only, which would give worse masks; a source with no depth at all would then never be
+    answered. This entry runs the same encoder in its colour-only mode on every frame."""
+    from dataclasses import replace
+
+    from models.geometric import build_geometric
+
+    return replace(build_geometric(), name="geometric-rgb", needs_depth=False)
+
+
 def _build_sam_vit(name: str) -> Callable[[ModelSpec], SegmentationModel]:
     def build(spec: ModelSpec) -> SegmentationModel:
         from models.sam.backend import build_sam_backend
@@ -56,6 +70,7 @@ def _build_sam2(name: str) -> Callable[[ModelSpec], SegmentationModel]:
 MODEL_BUILDERS: MappingProxyType[str, Callable[[ModelSpec], SegmentationModel]] = MappingProxyType(
     {
         "geometric": _build_geometric,
+        "geometric-rgb": _build_geometric_rgb,
         "sam_vit_b": _build_sam_vit("sam_vit_b"),
         "sam_vit_l": _build_sam_vit("sam_vit_l"),
         "sam_vit_h": _build_sam_vit("sam_vit_h"),

@@ -8,7 +8,6 @@ colour-only mode, since a webcam has no depth) and serves the page from its WebR
 from __future__ import annotations
 
 import os
-from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 
 from engine.masks.metrics import mask_iou
-from models.geometric import build_geometric
+from models.registry import ModelSpec, build_model
 from tests.browser_support import (
     browser_page,
     chromium_missing,
@@ -61,7 +60,7 @@ async def _check_overlay(page) -> np.ndarray:  # noqa: ANN001
 async def test_webcam_page_dwell_click_and_text(tmp_path: Path) -> None:
     rgb = cv2.resize(rgbd_frames(1)[0].rgb, (320, 240), interpolation=cv2.INTER_AREA)
     clip = write_y4m(tmp_path / "camera.y4m", [rgb] * 3)
-    colour_only = replace(build_geometric(), needs_depth=False)  # its encoder's no-depth mode
+    colour_only = build_model(ModelSpec("geometric-rgb"))
     async with page_server(TOKEN, model=colour_only) as server, browser_page(clip) as page:
         await page.goto(f"{server.url}/#token={TOKEN}&autostart=1&source=webcam")
         await page.wait_for_function(
