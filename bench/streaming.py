@@ -42,7 +42,7 @@ from clients.gaze_script import GazeScript  # noqa: E402
 from clients.ws_client import EngineError, TimedResult, XrsegClient  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.core import GazeSample, Prompt, RGBDFrame  # noqa: E402
-from engine.demo.run import DemoConfig, load_frames  # noqa: E402
+from xrseg.demo.run import DemoConfig, load_frames  # noqa: E402
 from engine.logging_setup import configure_logging  # noqa: E402
 from engine.protocol import ErrorCode, ResultKind  # noqa: E402
 from engine.scheduler import KeyframeConfig, KeyframePolicy  # noqa: E402

@@ -11,11 +11,11 @@ import cv2
 import open3d as o3d
 import pytest
 
-from engine.demo.run import SHARED_SEQUENCE
+from xrseg.demo.run import SHARED_SEQUENCE
 
 
 def _run_demo(out: Path, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "engine.cli", "demo", "--out", str(out), "--max-frames", "30", "--fps", "30", *extra]
+    cmd = [sys.executable, "-m", "xrseg", "demo", "--out", str(out), "--max-frames", "30", "--fps", "30", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((out / "summary.json").read_text())
