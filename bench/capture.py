@@ -56,8 +56,8 @@ from engine.capture.render import render_previews
 from engine.capture.volume import ObjectCapture
 from engine.config import EngineConfig
 from engine.core import BoxPrompt, PointPrompt
-from xrseg.demo.capture import TrackedFrames, track_object
 from engine.tracking import interior_point
+from xrseg.demo.capture import TrackedFrames, track_object
 
 log = logging.getLogger("bench.capture")
 

@@ -34,10 +34,10 @@ from clients.streamer import StreamPlan, stream_sequence  # noqa: E402
 from clients.ws_client import XrsegClient  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.core import PointPrompt, Prompt, RGBDFrame, StageTimestamps  # noqa: E402
-from xrseg.demo.run import DemoConfig, load_frames  # noqa: E402
 from engine.pipeline import Pipeline, prompt_input  # noqa: E402
 from engine.session import SessionContext  # noqa: E402
 from models.registry import ModelSpec, build_model  # noqa: E402
+from xrseg.demo.run import DemoConfig, load_frames  # noqa: E402
 
 
 def served_pipeline(model_name: str) -> Pipeline:

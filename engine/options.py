@@ -72,7 +72,8 @@ class IceOptions:
     loopback: Annotated[bool, typer.Option(help="Gather ICE candidates on 127.0.0.1 only.")] = False
     idle_timeout_s: Annotated[float, typer.Option(help="Close a WebRTC peer silent this long.")] = 10.0
 
-    def webrtc_config(self, host: str, port: int, page: WebPageConfig | None = WebPageConfig()) -> WebRTCConfig:
+    def webrtc_config(self, host: str, port: int, page: WebPageConfig | None = None) -> WebRTCConfig:
+        """The WebRTC settings of a listener on host:port with these ICE flags; page None: no web page."""
         servers = tuple(IceServer(url, self.ice_username, self.ice_credential) for url in self.ice_server or ())
         addresses = ("127.0.0.1",) if self.loopback else None
         return WebRTCConfig(host, port, servers, addresses, idle_timeout_s=self.idle_timeout_s, page=page)

@@ -23,7 +23,6 @@ Exit code 0 when every check passes; each failure is one line saying what was fo
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import json
 import os
 import subprocess

@@ -88,6 +88,15 @@ async def test_missing_or_corrupt_checkpoint(tmp_path: Path, command: str, conte
     assert_one_line(result, str(checkpoint), "not found" if content is None else "corrupt or truncated")
 
 
+@pytest.mark.parametrize("content", [None, b"PK\x03\x04 not a whole checkpoint"])
+async def test_models_check_of_a_missing_or_corrupt_checkpoint(tmp_path: Path, content: bytes | None) -> None:
+    checkpoint = tmp_path / "mobile_sam.pt"
+    if content is not None:
+        checkpoint.write_bytes(content)
+    result = await xrseg("models", "check", str(checkpoint), "--model", "mobile_sam")
+    assert_one_line(result, str(checkpoint), "not found" if content is None else "corrupt or truncated")
+
+
 async def test_missing_sequence_folder(tmp_path: Path) -> None:
     missing = tmp_path / "nope"
     assert_one_line(await xrseg("demo", "--sequence", str(missing), "--out", str(tmp_path)), "--sequence", "is not a folder")

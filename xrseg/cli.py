@@ -18,12 +18,14 @@ import json
 
 import typer
 
-from engine.system import SystemLibraryError, check_system_libraries
+from engine.system import SystemLibraryError, check_system_libraries, onnxruntime_builds_problem
 
 try:
     check_system_libraries()
 except SystemLibraryError as exc:
     raise SystemExit(f"xrseg: {exc}") from None
+if (problem := onnxruntime_builds_problem()) is not None:
+    typer.echo(f"xrseg: warning: {problem}", err=True)
 
 from clients.session import Transport  # noqa: E402  (after the check: these import open3d)
 from clients.stream_cli import stream as stream_command  # noqa: E402

@@ -62,7 +62,8 @@ def _flags(cls: type) -> list[inspect.Parameter]:
             out.extend(_flags(hint))  # type: ignore[arg-type]
             continue
         default = f.default_factory() if f.default is dataclasses.MISSING else f.default  # type: ignore[misc]
-        out.append(inspect.Parameter(f.name, inspect.Parameter.POSITIONAL_OR_KEYWORD, default=default, annotation=hint))
+        kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+        out.append(inspect.Parameter(f.name, kind, default=default, annotation=hint))
     return out
 
 
