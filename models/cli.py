@@ -8,6 +8,7 @@ with the loader's message, one line, when a checkpoint is missing, corrupt or fo
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -20,6 +21,15 @@ from models.registry import list_models
 models_app = typer.Typer(
     help="Model backends: list, check checkpoints, export ONNX graphs.", no_args_is_help=True
 )
+
+
+@models_app.callback()
+def _logging(
+    log_level: Annotated[str, typer.Option(help="Loader log lines to show (the answer is printed anyway).")] = "ERROR",
+) -> None:
+    """Loader warnings ("loaded unverified") would otherwise precede the one-line answer on stderr;
+    `check` prints the digest verdict itself."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
 
 @models_app.command("list")

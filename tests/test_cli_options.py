@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import click
 import pytest
 import typer
 from typer.testing import CliRunner
@@ -21,7 +20,7 @@ def flags(*path: str) -> set[str]:
     command = typer.main.get_command(app)
     for name in path:
         command = command.commands[name]  # type: ignore[attr-defined]
-    return {p.name for p in command.params if isinstance(p, click.Option)}
+    return {p.name for p in command.params if p.param_type_name == "option"}
 
 
 def test_engine_commands_share_the_model_and_ice_flags() -> None:
