@@ -68,7 +68,7 @@ class IceOptions:
         list[str] | None, typer.Option(help="STUN/TURN url, e.g. stun:host:3478 (repeatable).")
     ] = None
     ice_username: Annotated[str | None, typer.Option(help="TURN user name.")] = None
-    ice_credential: Annotated[str | None, typer.Option(help="TURN credential.")] = None
+    ice_credential: Annotated[str | None, typer.Option(help="TURN credential.")] = field(default=None, repr=False)
     loopback: Annotated[bool, typer.Option(help="Gather ICE candidates on 127.0.0.1 only.")] = False
     idle_timeout_s: Annotated[float, typer.Option(help="Close a WebRTC peer silent this long.")] = 10.0
 
@@ -87,7 +87,7 @@ class ServeOptions:
     port: Annotated[int, typer.Option(help="WebSocket port; 0 picks a free one.")] = 8765
     token: Annotated[
         list[str] | None, typer.Option(help="Accepted plain session token (repeatable; one identity each).")
-    ] = None
+    ] = field(default=None, repr=False)  # secrets stay out of logs and tracebacks
     token_secret_file: Annotated[
         Path | None, typer.Option(help="HMAC secret of signed, expiring tokens (mint them with `xrseg token`).")
     ] = None
