@@ -56,8 +56,8 @@ from engine.capture.render import render_previews
 from engine.capture.volume import ObjectCapture
 from engine.config import EngineConfig
 from engine.core import BoxPrompt, PointPrompt
-from engine.demo.capture import TrackedFrames, track_object
 from engine.tracking import interior_point
+from xrseg.demo.capture import TrackedFrames, track_object
 
 log = logging.getLogger("bench.capture")
 
@@ -164,7 +164,7 @@ def select_prompt(frame: SyntheticFrame, oid: int) -> tuple[BoxPrompt, PointProm
 
 def odometry_cost(n: int = 12) -> dict:
     from engine.capture.odometry import OdometryPoses
-    from engine.demo.run import SHARED_SEQUENCE
+    from xrseg.demo.run import SHARED_SEQUENCE
 
     if not SHARED_SEQUENCE.is_dir():
         return {"note": "no shared data"}
@@ -185,8 +185,8 @@ def odometry_cost(n: int = 12) -> dict:
 
 def chair(out: Path, max_frames: int | None) -> dict:
     from clients.sources.folder import open_sequence
-    from engine.demo.capture import LIVINGROOM1_CHAIR, fuse
-    from engine.demo.run import SHARED_SEQUENCE
+    from xrseg.demo.capture import LIVINGROOM1_CHAIR, fuse
+    from xrseg.demo.run import SHARED_SEQUENCE
 
     if not SHARED_SEQUENCE.is_dir():
         return {"note": "no shared data"}

@@ -46,7 +46,7 @@ CASES = ("never_reads", "silent", "flood", "crashers", "bad_auth")
 
 @contextlib.contextmanager
 def engine_process() -> Iterator[str]:
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", "0", "--token", TOKEN,
+    cmd = [sys.executable, "-m", "xrseg", "serve", "--port", "0", "--webrtc-port", "0", "--token", TOKEN,
            "--log-level", "WARNING"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(

@@ -34,10 +34,10 @@ from clients.streamer import StreamPlan, stream_sequence  # noqa: E402
 from clients.ws_client import XrsegClient  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.core import PointPrompt, Prompt, RGBDFrame, StageTimestamps  # noqa: E402
-from engine.demo.run import DemoConfig, load_frames  # noqa: E402
 from engine.pipeline import Pipeline, prompt_input  # noqa: E402
 from engine.session import SessionContext  # noqa: E402
 from models.registry import ModelSpec, build_model  # noqa: E402
+from xrseg.demo.run import DemoConfig, load_frames  # noqa: E402
 
 
 def served_pipeline(model_name: str) -> Pipeline:
@@ -92,7 +92,7 @@ def _free_port() -> int:
 
 async def measure_websocket(frames: list[RGBDFrame], script: GazeScript, fps: float, prompt_every: int) -> dict:
     port, token = _free_port(), secrets.token_urlsafe(8)
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", str(port), "--token", token, "--log-level", "WARNING"]
+    cmd = [sys.executable, "-m", "xrseg", "serve", "--port", str(port), "--token", token, "--log-level", "WARNING"]
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert server.stdout is not None

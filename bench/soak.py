@@ -76,7 +76,7 @@ def _free_port() -> int:
 
 @contextlib.contextmanager
 def engine_process(http_port: int) -> Iterator[tuple[str, str, int]]:
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", str(http_port), "--loopback",
+    cmd = [sys.executable, "-m", "xrseg", "serve", "--port", "0", "--webrtc-port", str(http_port), "--loopback",
            "--token", TOKEN, "--log-level", "WARNING"]  # fmt: skip
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "200", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(

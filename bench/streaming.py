@@ -1,7 +1,7 @@
 """`python -m bench.streaming`: prompts answered per second and prompt-to-mask latency while streaming.
 
 One run, side by side, on livingroom1_micro (211 frames, 640x480, a camera walking through a room)
-streamed at 15 fps over a real loopback WebSocket, with scripted gaze (engine/demo/scripts.py):
+streamed at 15 fps over a real loopback WebSocket, with scripted gaze (xrseg/demo/scripts.py):
 every frame carries a gaze prompt of the 8 eye-tracker samples (120 Hz) seen since the last frame.
 
 For each model, the MobileSAM architecture (random weights in the official checkpoint format,
@@ -42,13 +42,13 @@ from clients.gaze_script import GazeScript  # noqa: E402
 from clients.ws_client import EngineError, TimedResult, XrsegClient  # noqa: E402
 from engine.config import EngineConfig  # noqa: E402
 from engine.core import GazeSample, Prompt, RGBDFrame  # noqa: E402
-from engine.demo.run import DemoConfig, load_frames  # noqa: E402
 from engine.logging_setup import configure_logging  # noqa: E402
 from engine.protocol import ErrorCode, ResultKind  # noqa: E402
 from engine.scheduler import KeyframeConfig, KeyframePolicy  # noqa: E402
 from engine.server import Engine  # noqa: E402
 from engine.transport.websocket import WebSocketTransport  # noqa: E402
 from models.registry import ModelSpec, build_model  # noqa: E402
+from xrseg.demo.run import DemoConfig, load_frames  # noqa: E402
 
 FPS = 15.0
 GAZE_HZ = 120.0

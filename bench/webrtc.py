@@ -221,7 +221,7 @@ async def run_client(url: str, settings: StreamSettings, sequence: Path) -> dict
     from clients.webrtc_client import RtcClientOptions, XrsegRtcClient
     from clients.ws_client import EngineError
     from engine.core import GazeSample, Prompt
-    from engine.demo.scripts import gaze_script_for
+    from xrseg.demo.scripts import gaze_script_for
 
     seq = open_sequence(sequence)
     frames = [seq[i] for i in range(min(settings.frames, len(seq)))]

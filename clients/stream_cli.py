@@ -1,10 +1,17 @@
-"""Arguments of `xrseg stream` (engine/cli.py) -> StreamConfig -> run_stream, with clean failures."""
+"""`xrseg stream`: its flags -> StreamConfig -> run_stream, with clean failures.
+
+The command is the clients' own; the `xrseg` command line (xrseg/cli.py) mounts it.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from clients.session import Transport
 from clients.sources.base import DepthFilters, SourceOptions
@@ -32,6 +39,7 @@ def stream_command(
     align: bool,
     video_codec: str,
     depth_every: int | None = None,
+    loopback: bool | None = None,
     **_: object,
 ) -> int:
     """Run the stream; print progress lines and a summary. Returns the exit code (0 ok, 2 failed)."""
@@ -57,6 +65,7 @@ def stream_command(
             depth_every=max(1, depth_every) if depth_every else None,
             mode=PromptMode(mode),
             video_codec=video_codec,
+            loopback=loopback,
         )
         config.resolved()
     except ValueError as exc:
@@ -88,3 +97,33 @@ def stream_command(
     if summary.dropped:
         print(f"  dropped, e.g.: {summary.dropped[0]}")
     return 0 if summary.prompts_sent == 0 or summary.results else 2
+
+
+def stream(
+    target: Annotated[str | None, typer.Argument(help="Folder or recording (folder, bag), camera serial (realsense) or index (webcam).")] = None,
+    source: Annotated[str, typer.Option(help="folder | realsense | bag | openxr+realsense | webcam.")] = "folder",
+    transport: Annotated[str | None, typer.Option(help="ws | webrtc (default: from --url, else ws).")] = None,
+    url: Annotated[str | None, typer.Option(help="Engine address: ws://HOST:8765 or http://HOST:8766 (WebRTC).")] = None,
+    token: str = "",
+    fps: Annotated[float | None, typer.Option(help="Camera mode fps; recordings are paced at it (default: theirs).")] = None,
+    width: int = 640,
+    height: int = 480,
+    prompt_every: Annotated[int, typer.Option(help="Prompt (gaze, or head gaze without eye tracking) every n-th frame.")] = 5,
+    mode: Annotated[str, typer.Option(help="Prompt with 'gaze' samples or 'click' points.")] = "gaze",
+    max_frames: int | None = None,
+    gaze_file: Annotated[Path | None, typer.Option(help="Recorded gaze trace (CSV or JSON lines) to replay.")] = None,
+    calibration: Annotated[Path | None, typer.Option(help="Camera-to-head calibration JSON (openxr+realsense).")] = None,
+    reference_space: Annotated[str, typer.Option(help="OpenXR reference space: local | stage.")] = "local",
+    spatial: Annotated[bool, typer.Option(help="RealSense spatial depth filter.")] = False,
+    temporal: Annotated[bool, typer.Option(help="RealSense temporal depth filter.")] = False,
+    hole_filling: Annotated[bool, typer.Option(help="RealSense hole-filling depth filter.")] = False,
+    align: Annotated[bool, typer.Option(help="Align RealSense depth to colour.")] = True,
+    video_codec: Annotated[str, typer.Option(help="WebRTC video codec: VP8 or H264.")] = "VP8",
+    depth_every: Annotated[int | None, typer.Option(help="WebRTC: depth with every n-th frame (default: the prompted ones).")] = None,
+    log_level: str = "WARNING",
+) -> None:
+    """Stream a device or recording to a running engine; print progress and answered prompts."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    code = stream_command(**locals())
+    if code:
+        raise typer.Exit(code)

@@ -1,7 +1,7 @@
 """The one place that assembles a server: Engine + WebSocket + HTTP (WebRTC offers, /health,
 /metrics) + an optional admin bind, with TLS on every public listener when a certificate is set.
 
-`xrseg serve` (engine/cli.py) and its alias `xrseg webrtc serve` both build a ServeConfig and
+`xrseg serve` (engine/cli.py, flags in engine/options.py; `xrseg webrtc serve` is the same command) builds a ServeConfig and
 call `run_until_stopped`; tests and benches use `XrsegServer` directly.
 
     ws(s)://HOST:PORT            WebSocket sessions (engine/transport/websocket.py)

@@ -1,12 +1,14 @@
 """`xrseg models ...`: list the backends, check a checkpoint file, export ONNX graphs.
 
-Mounted by engine/cli.py as a typer sub-app (`models_app`). Exits 1 with the loader's message when
-a checkpoint is missing, corrupt or for another model.
+Mounted by the `xrseg` command line (xrseg/cli.py) as a typer sub-app (`models_app`). Exits 2
+with the loader's message, one line, when a checkpoint is missing, corrupt or for another model
+(the exit code of every `xrseg` command a user got wrong).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Annotated
 
@@ -19,6 +21,15 @@ from models.registry import list_models
 models_app = typer.Typer(
     help="Model backends: list, check checkpoints, export ONNX graphs.", no_args_is_help=True
 )
+
+
+@models_app.callback()
+def _logging(
+    log_level: Annotated[str, typer.Option(help="Loader log lines to show (the answer is printed anyway).")] = "ERROR",
+) -> None:
+    """Loader warnings ("loaded unverified") would otherwise precede the one-line answer on stderr;
+    `check` prints the digest verdict itself."""
+    logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
 
 
 @models_app.command("list")
@@ -72,8 +83,8 @@ def check_cmd(
         built = build_model(ModelSpec(name, path, "cpu"))
         ckpt = check_file(path, name)
     except ModelError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from err
+        typer.echo(f"xrseg: {err}", err=True)
+        raise typer.Exit(2) from None
     typer.echo(f"ok: {path} is a {built.name} checkpoint ({ckpt.size_bytes} bytes, sha256 {ckpt.sha256})")
     typer.echo(
         "digest: matches the official file" if ckpt.verified else "digest: not in our table (unverified)"
@@ -120,7 +131,7 @@ def export_cmd(
         else:
             raise ModelError(f"{name!r} has no ONNX export; choose a SAM-family model")
     except ModelError as err:
-        typer.echo(f"error: {err}", err=True)
-        raise typer.Exit(1) from err
+        typer.echo(f"xrseg: {err}", err=True)
+        raise typer.Exit(2) from None
     for graph, path in paths.items():
         typer.echo(f"{graph:16s} {path}")

@@ -1,10 +1,21 @@
 #!/usr/bin/env bash
 # Creates (or reuses) the project's virtual environment and installs xrseg into it.
-# Idempotent: a second run only re-installs when pyproject.toml changed.
+# Idempotent: a second run only re-installs when pyproject.toml or the extras changed.
+#   XRSEG_EXTRAS   extras to install (default "cpu,dev": what `make test` and `make demo` need);
+#                  exactly one of cpu / gpu (ONNX Runtime's CPU or GPU build), e.g. "gpu,dev" or "cpu,dev,bench".
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 venv=${XRSEG_VENV:-$root/.venv}
 py=${PYTHON:-python3}
+extras=${XRSEG_EXTRAS:-cpu,dev}
+has() { case ",$extras," in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
+if has cpu && has gpu; then
+  echo "xrseg: XRSEG_EXTRAS=$extras: choose cpu or gpu, not both (they install the same onnxruntime folder)" >&2; exit 2
+elif has gpu; then runtime=onnxruntime-gpu; other=onnxruntime
+elif has cpu; then runtime=onnxruntime; other=onnxruntime-gpu
+else
+  echo "xrseg: XRSEG_EXTRAS=$extras has neither cpu nor gpu; add one (ONNX Runtime's CPU or GPU build)" >&2; exit 2
+fi
 
 # open3d's Python module links against libusb-1.0 (for RealSense support) even when unused.
 if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1.0.so.0'; then
@@ -29,10 +40,16 @@ if [ ! -x "$venv/bin/python" ]; then
   "$py" -m venv "$venv"
 fi
 stamp="$venv/.xrseg-installed"
-want=$(cat "$root/pyproject.toml" | sha256sum | cut -d' ' -f1)
+want=$( (cat "$root/pyproject.toml"; echo "$extras") | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  echo "xrseg: installing into $venv (first run takes a few minutes)" >&2
+  echo "xrseg: installing into $venv with [$extras] (first run takes a few minutes)" >&2
   "$venv/bin/python" -m pip install -q --upgrade pip >/dev/null
-  "$venv/bin/python" -m pip install -q -e "$root[dev]"
+  # onnxruntime and onnxruntime-gpu write the same package folder: remove the one not chosen first,
+  # else uninstalling it later would delete files of the one that stays.
+  if "$venv/bin/python" -m pip show -q "$other" >/dev/null 2>&1; then
+    echo "xrseg: replacing $other by $runtime" >&2
+    "$venv/bin/python" -m pip uninstall -q -y "$other" "$runtime" >/dev/null
+  fi
+  "$venv/bin/python" -m pip install -q -e "$root[$extras]"
   echo "$want" > "$stamp"
 fi

@@ -24,6 +24,7 @@ from engine.server import Engine
 from engine.transport.web_page import WebPageConfig
 from engine.transport.webrtc import WebRTCConfig, WebRTCTransport
 from models.interfaces import SegmentationModel
+from xrseg.clips import open_clips
 
 CHROMIUM = os.environ.get("XRSEG_CHROMIUM", "/usr/bin/chromium")
 SHARED_RGBD = (
@@ -121,7 +122,7 @@ async def page_server(
             0,
             host_addresses=("127.0.0.1",),
             idle_timeout_s=30.0,
-            page=WebPageConfig(cors_origins=cors_origins, clips=clips),
+            page=WebPageConfig(cors_origins=cors_origins, clips=open_clips(clips)),
         )
         transport = WebRTCTransport(engine, rtc)
         await transport.start()

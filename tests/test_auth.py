@@ -129,7 +129,7 @@ async def test_failed_auth_is_rate_limited_per_address(signed_engine: LiveEngine
 
 
 def test_token_command_mints_a_verifiable_token(tmp_path: Path) -> None:
-    from engine.cli import app
+    from xrseg.cli import app
 
     secret = tmp_path / "secret"
     secret.write_bytes(SECRET + b"\n")

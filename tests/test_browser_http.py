@@ -94,7 +94,7 @@ async def test_xrseg_serve_prints_the_page_url(tmp_path: Path, clip_folder: Path
     with socket.socket() as s:  # a free port for the page (--webrtc-port 0 means "no WebRTC")
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", str(port),
+    cmd = [sys.executable, "-m", "xrseg", "serve", "--port", "0", "--webrtc-port", str(port),
            "--token", "t0k", "--clip", str(clip_folder), "--log-level", "WARNING"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     watchdog = threading.Timer(120, proc.kill)  # never wait forever on a silent process

@@ -12,11 +12,11 @@ import pytest
 from pycocotools.coco import COCO
 
 from engine.capture.mesh import CaptureMesh
-from engine.demo.run import SHARED_SEQUENCE
+from xrseg.demo.run import SHARED_SEQUENCE
 
 
 def _run(out: Path, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "engine.cli", "demo", "--capture", "--out", str(out), *extra]
+    cmd = [sys.executable, "-m", "xrseg", "demo", "--capture", "--out", str(out), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((out / "capture" / "capture.json").read_text())

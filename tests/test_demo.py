@@ -11,11 +11,11 @@ import cv2
 import open3d as o3d
 import pytest
 
-from engine.demo.run import SHARED_SEQUENCE
+from xrseg.demo.run import SHARED_SEQUENCE
 
 
 def _run_demo(out: Path, *extra: str) -> dict:
-    cmd = [sys.executable, "-m", "engine.cli", "demo", "--out", str(out), "--max-frames", "30", "--fps", "30", *extra]
+    cmd = [sys.executable, "-m", "xrseg", "demo", "--out", str(out), "--max-frames", "30", "--fps", "30", *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((out / "summary.json").read_text())
@@ -46,3 +46,11 @@ def test_demo_without_shared_data_uses_a_synthetic_scene(tmp_path: Path) -> None
     assert summary["sequence"] == "synthetic" and summary["prompts_sent"] == 10
     assert summary["results_received"] + summary["errors"] == summary["prompts_sent"] and summary["results_received"] >= 7
     assert summary["segments_with_3d"] >= summary["results_received"] - 1
+
+
+def test_demo_over_webrtc_with_the_shared_flags(tmp_path: Path) -> None:
+    """`--transport webrtc` streams to the same server `xrseg serve` runs, over WebRTC, taking the
+    ICE flags every engine command shares (here: loopback candidates only)."""
+    summary = _run_demo(tmp_path / "out", "--synthetic", "--transport", "webrtc", "--loopback", "--fps", "15")
+    assert summary["sequence"] == "synthetic" and summary["prompts_sent"] == 10
+    assert summary["results_received"] + summary["errors"] == summary["prompts_sent"] and summary["results_received"] >= 7

@@ -38,7 +38,7 @@ def test_check_fails_clearly_on_a_truncated_file(mobile_file, tmp_path):
     cut = tmp_path / "mobile_sam.pt"
     cut.write_bytes(mobile_file.read_bytes()[:4096])
     result = runner.invoke(models_app, ["check", str(cut), "--model", "mobile_sam"])
-    assert result.exit_code == 1 and "corrupt or truncated" in result.output
+    assert result.exit_code == 2 and "corrupt or truncated" in result.output
 
 
 def test_export_writes_loadable_graphs(mobile_file, tmp_path):

@@ -24,7 +24,7 @@ from tests.conftest import block_frame
 def serving(tmp_path: Path, *args: str) -> Iterator[str]:
     """Start `xrseg serve` on a free port; yield its ws:// URL once it listens."""
     env = {**os.environ, "XRSEG_CACHE": str(tmp_path / "cache"), "PYTHONUNBUFFERED": "1", "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--port", "0", "--webrtc-port", "0", "--token", "t0k",
+    cmd = [sys.executable, "-m", "xrseg", "serve", "--port", "0", "--webrtc-port", "0", "--token", "t0k",
            "--log-level", "WARNING", *args]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     try:
@@ -68,7 +68,7 @@ def test_serve_refuses_a_missing_or_corrupt_checkpoint_with_a_clear_message(tmp_
     checkpoint = tmp_path / "mobile_sam.pt"
     if content is not None:
         checkpoint.write_bytes(content)
-    cmd = [sys.executable, "-m", "engine.cli", "serve", "--token", "x", "--model", "mobile_sam", "--checkpoint", str(checkpoint)]
+    cmd = [sys.executable, "-m", "xrseg", "serve", "--token", "x", "--model", "mobile_sam", "--checkpoint", str(checkpoint)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "300"})
     out = proc.stdout + proc.stderr
     assert proc.returncode == 2 and "Traceback" not in out

@@ -14,7 +14,7 @@ from clients.session import Transport
 from clients.sources.base import SourceError, SourceOptions
 from clients.sources.registry import SOURCES, build_source
 from clients.stream import StreamConfig, explain, run_stream
-from engine.cli import app
+from xrseg.cli import app
 
 LIVINGROOM = Path(__file__).resolve().parents[2] / "shared" / "data" / "rgbd" / "livingroom1_micro"
 

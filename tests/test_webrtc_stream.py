@@ -19,10 +19,10 @@ from clients.sources.folder import open_sequence
 from clients.webrtc_client import XrsegRtcClient
 from engine.config import EngineConfig
 from engine.core import GazeSample, PointPrompt, Prompt
-from engine.demo.scripts import gaze_script_for
 from engine.session import PendingFrame
 from engine.transport.webrtc import WebRTCConfig
 from tests.test_webrtc_support import CLIENT, LIVINGROOM, LOOPBACK, TOKEN, assert_loopback_only, live_rtc
+from xrseg.demo.scripts import gaze_script_for
 
 FRAMES = 200
 PROMPT_EVERY = 5

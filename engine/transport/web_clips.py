@@ -9,6 +9,11 @@ Why a frame message and not two image files: the page passes it on to the engine
 stamping frame id and capture time), so the page needs no JPEG encoder, no depth codec and no
 knowledge of the folder layouts; it only speaks the protocol.
 
+The engine does not read folders: the command that assembles the server (xrseg/clips.py) opens
+each --clip folder with the clients' sequence readers and hands in `Clip`s, anything with a
+length, intrinsics and indexable RGBDFrames (`ClipFrames`). That keeps engine/ free of clients/
+(tests/test_layering.py) and lets any recording format feed the page.
+
 Frames are read and encoded on a worker thread (~20 ms each: a JPEG decode and re-encode, a PNG
 decode, an rdz encode), never on the event loop, and the last `cache_frames` answers are kept:
 a clip loops, and two pages may play the same one.
@@ -20,13 +25,32 @@ import asyncio
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
-from clients.sources.folder import RGBDSequence, SequenceError, open_sequence
+from engine.core import CameraIntrinsics, RGBDFrame
 from engine.protocol import DepthCodec, ImageCodec
 from engine.protocol.codec import encode_frame
 
 log = logging.getLogger(__name__)
+
+
+class ClipFrames(Protocol):
+    """A recorded RGB-D sequence as the page's clip routes need it; frames are read on access."""
+
+    @property
+    def intrinsics(self) -> CameraIntrinsics: ...
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> RGBDFrame: ...
+
+
+@dataclass(frozen=True)
+class Clip:
+    """One clip offered to the page: its name in the URL and its frames."""
+
+    name: str
+    frames: ClipFrames
 
 
 @dataclass(frozen=True)
@@ -39,16 +63,14 @@ class ClipInfo:
 
 
 class ClipLibrary:
-    """Named RGB-D sequence folders; encoded frames cached (bounded). Event loop only."""
+    """Named RGB-D clips; encoded frames cached (bounded). Event loop only."""
 
-    def __init__(self, folders: tuple[Path, ...], cache_frames: int = 64, fps: float = 8.0) -> None:
-        self._sequences: dict[str, RGBDSequence] = {}
-        for folder in folders:
-            try:
-                sequence = open_sequence(folder)
-            except SequenceError as exc:
-                raise ValueError(f"clip {folder}: {exc}") from None
-            self._sequences[Path(folder).name] = sequence
+    def __init__(self, clips: tuple[Clip, ...], cache_frames: int = 64, fps: float = 8.0) -> None:
+        self._sequences: dict[str, ClipFrames] = {}
+        for clip in clips:
+            if clip.name in self._sequences:
+                raise ValueError(f"two clips are named {clip.name!r}; rename one folder")
+            self._sequences[clip.name] = clip.frames
         self._cache: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._cache_frames = cache_frames
         self._fps = fps
@@ -89,6 +111,6 @@ class ClipLibrary:
         return data
 
 
-def _encode(sequence: RGBDSequence, index: int) -> bytes:
+def _encode(sequence: ClipFrames, index: int) -> bytes:
     frame = sequence[index]
     return encode_frame(frame, ImageCodec.JPEG, DepthCodec.RDZ)

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from engine.protocol import ErrorCode
 from engine.server import Engine
-from engine.transport.web_clips import ClipLibrary
+from engine.transport.web_clips import Clip, ClipLibrary
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,13 @@ class WebPageConfig:
     Attributes:
         cors_origins: origins (scheme://host:port) of pages elsewhere allowed to call this engine;
             "*" allows any (local experiments only). Empty: same origin only.
-        clips: RGB-D sequence folders offered to the page as sources (by folder name).
+        clips: RGB-D clips offered to the page as sources, by name (opened by the assembly,
+            xrseg/clips.py: the engine reads no folders itself).
         page_dir: the built page (index.html, app.js, style.css).
     """
 
     cors_origins: tuple[str, ...] = ()
-    clips: tuple[Path, ...] = ()
+    clips: tuple[Clip, ...] = ()
     page_dir: Path = PAGE_DIR
 
 

@@ -12,6 +12,7 @@ its `feeds` method.
 
 from __future__ import annotations
 
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -44,8 +45,10 @@ def decoder_spec(multimask: bool, inputs: tuple[str, ...], outputs: tuple[str, .
 
 
 def runtime_device(device: str) -> str:
-    """Map a torch device string to an ONNX Runtime device choice."""
-    return "cpu" if device == "cpu" else "cuda"
+    """Map a torch device string to an ONNX Runtime device choice ("cuda:N" keeps its GPU index)."""
+    if device == "cpu":
+        return "cpu"
+    return device if device.startswith("cuda:") else "cuda"
 
 
 @dataclass(frozen=True)
@@ -75,7 +78,7 @@ def open_sessions(
     input_size: int = 1024,
 ) -> DecoderSessions:
     """Open the exported graphs {decoder_multi, decoder_single, mask_prompt: path} for `device`."""
-    config = SessionConfig(device=runtime_device(device))
+    config = SessionConfig(device=runtime_device(device), trt_fp16=os.environ.get("XRSEG_TRT_FP16") == "1")
     return DecoderSessions(
         multi=OnnxSession(paths["decoder_multi"], config, f"{model}/decoder_multi"),
         single=OnnxSession(paths["decoder_single"], config, f"{model}/decoder_single"),

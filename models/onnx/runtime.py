@@ -6,12 +6,19 @@ fp16 copy of the graph (inputs and outputs stay fp32, so callers never see the d
 inputs and outputs explicitly (IO binding): an embedding uploaded once with `to_device` is reused by
 every prompt instead of being copied host -> device per decode.
 
+TensorRT builds an engine per graph and input shape the first time it sees them (tens of seconds
+to minutes); `provider_options` turns on its engine cache (in `$XRSEG_CACHE/tensorrt`, default
+`~/.cache/xrseg/tensorrt`) so a restart loads the engines instead of building them again. TensorRT's
+own fp16 (`trt_fp16_enable`) is off unless asked for (`SessionConfig.trt_fp16`, or
+`XRSEG_TRT_FP16=1` for the decoders): it changes numerics beyond the fp16 copy's casts.
+
 Only the CPU path runs on our CI machines; the GPU branches are selected by provider availability.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,11 +65,45 @@ class SessionConfig:
         device: see `choose_providers`.
         fp16: run an fp16 copy on GPU providers (ignored on CPU, where fp16 is slower).
         threads: intra-op threads on CPU; 0 lets ONNX Runtime use one per physical core.
+        trt_fp16: let TensorRT pick fp16 kernels (trt_fp16_enable).
+        trt_cache_dir: where TensorRT keeps built engines; None: $XRSEG_CACHE/tensorrt.
     """
 
     device: str = "auto"
     fp16: bool = True
     threads: int = 0
+    trt_fp16: bool = False
+    trt_cache_dir: Path | None = None
+
+
+def default_trt_cache_dir() -> Path:
+    root = os.environ.get("XRSEG_CACHE")
+    return (Path(root) if root else Path.home() / ".cache" / "xrseg") / "tensorrt"
+
+
+def provider_options(providers: Sequence[str], config: SessionConfig) -> list[dict[str, str]]:
+    """ONNX Runtime's per-provider options, in the order of `providers`.
+
+    TensorRT: engine cache on, in config.trt_cache_dir (created), fp16 as config.trt_fp16; TensorRT
+    and CUDA run on the GPU index of a "cuda:N" device. CPU: none.
+    """
+    index = config.device.split(":", 1)[1] if config.device.startswith(("cuda:", "gpu:")) else "0"
+    out: list[dict[str, str]] = []
+    for provider in providers:
+        if provider == "TensorrtExecutionProvider":
+            cache = config.trt_cache_dir or default_trt_cache_dir()
+            cache.mkdir(parents=True, exist_ok=True)
+            out.append({
+                "device_id": index,
+                "trt_engine_cache_enable": "True",
+                "trt_engine_cache_path": str(cache),
+                "trt_fp16_enable": "True" if config.trt_fp16 else "False",
+            })  # fmt: skip
+        elif provider == "CUDAExecutionProvider":
+            out.append({"device_id": index})
+        else:
+            out.append({})
+    return out
 
 
 def fp16_copy(path: Path) -> Path:
@@ -96,7 +137,9 @@ class OnnxSession:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if config.threads:
             options.intra_op_num_threads = config.threads
-        self._session = ort.InferenceSession(str(graph), options, providers=list(providers))
+        self._session = ort.InferenceSession(
+            str(graph), options, providers=list(providers), provider_options=provider_options(providers, config)
+        )
         self.providers = tuple(self._session.get_providers())
         self.input_names = tuple(i.name for i in self._session.get_inputs())
         self.output_names = tuple(o.name for o in self._session.get_outputs())

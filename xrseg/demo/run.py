@@ -1,4 +1,9 @@
-"""Run the demo: engine in-process, a real WebSocket on loopback, a client streaming a sequence."""
+"""Run the demo: the server `xrseg serve` runs (engine/app.py), in-process on loopback, and a
+client streaming a sequence to it over WebSocket or WebRTC.
+
+The demo is an app above the engine and the clients (xrseg/): it is the one place, besides the
+command line, that uses both.
+"""
 
 from __future__ import annotations
 
@@ -14,11 +19,15 @@ import cv2
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from clients.gaze_script import GazeScript
+from clients.replies import TimedResult
+from clients.session import ClientSession, Transport
 from clients.streamer import StreamPlan, StreamReport, stream_sequence
-from clients.ws_client import TimedResult, XrsegClient
+from engine.app import ServeConfig, XrsegServer
 from engine.config import EngineConfig
 from engine.core import RGBDFrame
-from engine.demo.outputs import (
+from engine.protocol import DepthCodec, ImageCodec
+from engine.transport.webrtc import WebRTCConfig
+from xrseg.demo.outputs import (
     fuse_segments,
     latency_table,
     render_overlay,
@@ -26,9 +35,7 @@ from engine.demo.outputs import (
     write_html,
     write_ply,
 )
-from engine.demo.scripts import gaze_script_for, synthetic_sequence
-from engine.server import Engine
-from engine.transport.websocket import WebSocketTransport
+from xrseg.demo.scripts import gaze_script_for, synthetic_sequence
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +52,8 @@ class DemoConfig:
     max_frames: int | None = None
     overlays: int = 24  # overlays written (evenly spread over the results)
     engine: EngineConfig = EngineConfig(port=0)
+    transport: Transport = Transport.WS
+    webrtc: WebRTCConfig = WebRTCConfig(port=0, page=None)  # its ICE settings, when transport is WebRTC
 
 
 def load_frames(config: DemoConfig) -> tuple[Path | None, list[RGBDFrame], GazeScript]:
@@ -70,26 +79,34 @@ async def run_demo(config: DemoConfig) -> dict:
     started = time.perf_counter()
     path, frames, script = await asyncio.to_thread(load_frames, config)
     token = secrets.token_urlsafe(12)
-    engine_config = replace(config.engine, tokens=(token,))
+    webrtc = config.transport == Transport.WEBRTC
+    serve = ServeConfig(
+        replace(config.engine, host="127.0.0.1", port=0, tokens=(token,)),
+        websocket=not webrtc,
+        webrtc=replace(config.webrtc, host="127.0.0.1", port=0) if webrtc else None,
+    )
+    plan = StreamPlan(fps=config.fps, prompt_every=config.prompt_every)
+    options = None
+    if webrtc:  # colour on the video track, depth (rdz) with the prompted frames on the data channel
+        from clients.webrtc_client import RtcClientOptions
+
+        plan = replace(plan, rgb_codec=ImageCodec.VIDEO, depth_codec=DepthCodec.RDZ)
+        options = RtcClientOptions(fps=config.fps, depth_every=config.prompt_every, host_addresses=("127.0.0.1",))
     results: list[tuple[int, TimedResult]] = []
-    async with Engine(engine_config) as engine:
-        transport = WebSocketTransport(engine, "127.0.0.1", 0)
-        await transport.start()
-        try:
-            async with XrsegClient.connect(transport.url, token, "xrseg-demo") as client:
-                with Progress(TextColumn("[bold]streaming"), BarColumn(), MofNCompleteColumn(),
-                              TextColumn("{task.fields[masks]} masks"), TimeElapsedColumn()) as bar:
-                    task = bar.add_task("frames", total=len(frames), masks=0)
-                    report = await stream_sequence(
-                        client,
-                        frames,
-                        script,
-                        StreamPlan(fps=config.fps, prompt_every=config.prompt_every),
-                        on_result=lambda i, r: (results.append((i, r)), bar.update(task, masks=len(results))),
-                        on_frame=lambda i: bar.update(task, advance=1),
-                    )
-        finally:
-            await transport.stop()
+    async with XrsegServer(serve) as server:
+        url = server.webrtc.url if server.webrtc is not None else server.websocket.url  # type: ignore[union-attr]
+        async with ClientSession.connect(url, token, "xrseg-demo", options=options) as client:
+            with Progress(TextColumn("[bold]streaming"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[masks]} masks"), TimeElapsedColumn()) as bar:
+                task = bar.add_task("frames", total=len(frames), masks=0)
+                report = await stream_sequence(
+                    client,
+                    frames,
+                    script,
+                    plan,
+                    on_result=lambda i, r: (results.append((i, r)), bar.update(task, masks=len(results))),
+                    on_frame=lambda i: bar.update(task, advance=1),
+                )
     results.sort(key=lambda item: item[0])
     summary = await asyncio.to_thread(write_outputs, out, path, frames, script, results, report, started, config.overlays)
     return summary

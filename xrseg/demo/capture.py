@@ -160,7 +160,7 @@ async def run_capture_demo(
     synthetic: bool = False,
 ) -> dict:
     """The livingroom1 chair (or, with `synthetic` or without the shared data, a box of a synthetic orbit)."""
-    from engine.demo.run import SHARED_SEQUENCE
+    from xrseg.demo.run import SHARED_SEQUENCE
 
     path = sequence or (SHARED_SEQUENCE if SHARED_SEQUENCE.is_dir() and not synthetic else None)
     config = config or CaptureConfig(voxel_size=0.01)
