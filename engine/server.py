@@ -15,10 +15,12 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 from engine.admission import ConnectionGate, FailedAuthLimiter
 from engine.auth import AuthConfig, Authenticator, AuthError, Identity
+from engine.backends import build_backend
 from engine.capture.store import CaptureStore, default_store_dir
 from engine.config import EngineConfig
 from engine.logging_setup import LogThrottle
@@ -27,9 +29,8 @@ from engine.pipeline import warm_up
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.scheduler import KeyframeEncoder
 from engine.session import Session, SessionContext
-from engine.text_answer import TextRanker, load_clip_encoder
+from engine.text_answer import TextRanker
 from models.interfaces import SegmentationModel
-from models.registry import ModelSpec, build_model
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Engine:
     def __init__(self, config: EngineConfig, model: SegmentationModel | None = None) -> None:
         self.config = config
         self._model = model
+        self._release_backend: Callable[[], None] | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._encoder_executor: ThreadPoolExecutor | None = None
         self._encoder: KeyframeEncoder | None = None
@@ -57,14 +59,10 @@ class Engine:
         self.log_throttle = LogThrottle()
 
     async def start(self) -> None:
-        if self._model is None:
-            spec = ModelSpec(self.config.model, self.config.checkpoint, self.config.device)
-            self._model = await asyncio.to_thread(build_model, spec)
-        text = None
-        if self.config.clip_checkpoint is not None:  # voice text prompts (engine/text_answer.py)
-            c = self.config
-            clip = await asyncio.to_thread(load_clip_encoder, c.clip_checkpoint, c.clip_arch, c.device)
-            text = TextRanker(clip, self.config.text_ranking)
+        # The model and CLIP, in this process or behind Ray Serve (engine/backends.py).
+        backend = await asyncio.to_thread(build_backend, self.config, self._model)
+        self._model, self._release_backend = backend.model, backend.close
+        text = TextRanker(backend.text, self.config.text_ranking) if backend.text is not None else None
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="xrseg-worker")
         # Keyframe encodes get a thread of their own so a long encode never holds up a prompt's decode.
         self._encoder_executor = ThreadPoolExecutor(1, thread_name_prefix="xrseg-encoder")
@@ -99,6 +97,9 @@ class Engine:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
         self._executor = self._encoder_executor = None
+        if self._release_backend is not None:
+            self._release_backend()
+            self._release_backend = None
 
     async def __aenter__(self) -> Engine:
         await self.start()
