@@ -98,6 +98,13 @@ def serve(
     clip: Annotated[list[Path] | None, typer.Option(help="RGB-D folder the web page may stream (repeatable).",
                                                     exists=True, file_okay=False)] = None,
     cors_origin: Annotated[list[str] | None, typer.Option(help="Origin of a page elsewhere allowed to call the engine (repeatable).")] = None,
+    backend: Annotated[str, typer.Option(help="Where the models run: local (this process) or ray (Ray Serve).")] = "local",
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster (host:port, auto, ray://...); none: a private local one.")] = None,
+    ray_app: Annotated[str, typer.Option(help="Serve application name; front-ends with the same one share replicas.")] = "xrseg",
+    encoder_replicas: Annotated[int, typer.Option(help="ray: image encoder replicas.")] = 1,
+    decoder_replicas: Annotated[int, typer.Option(help="ray: prompt decoder replicas.")] = 1,
+    encoder_gpus: Annotated[float, typer.Option(help="ray: GPUs (or a fraction) per encoder replica.")] = 0.0,
+    decoder_gpus: Annotated[float, typer.Option(help="ray: GPUs (or a fraction) per decoder replica.")] = 0.0,
     log_level: str = "INFO",
 ) -> None:
     """Run the engine: WebSocket on ws://HOST:PORT, WebRTC signalling and /health, /metrics on
@@ -123,7 +130,9 @@ def serve(
         raise typer.BadParameter("give both --tls-cert and --tls-key", param_hint="--tls-cert")
     engine = EngineConfig(host=host, port=port, tokens=tuple(token or ()), token_secret=secret, model=model,
                           checkpoint=checkpoint, device=device, workers=workers, clip_checkpoint=clip_checkpoint,
-                          clip_arch=clip_arch)  # fmt: skip
+                          clip_arch=clip_arch, backend=backend,
+                          ray=_ray_config(ray_address, ray_app, encoder_replicas, decoder_replicas, encoder_gpus,
+                                          decoder_gpus))  # fmt: skip
     servers = tuple(IceServer(url, ice_username, ice_credential) for url in ice_server or ())
     rtc = None
     if webrtc_port > 0:
@@ -146,6 +155,24 @@ def serve(
     except ValueError as exc:  # a certificate that does not load
         console.print(f"[red]xrseg: {exc}")
         raise typer.Exit(2) from None
+
+
+def _ray_config(address: str | None, app_name: str, encoders: int, decoders: int, encoder_gpus: float,
+                decoder_gpus: float) -> Any:  # fmt: skip
+    """The ray backend's settings from `xrseg serve` flags (defaults for batching and CPUs)."""
+    from dataclasses import replace
+
+    from engine.remote.config import RayBackendConfig
+
+    base = RayBackendConfig()
+    try:
+        return RayBackendConfig(
+            address=address, app_name=app_name,
+            encoder=replace(base.encoder, replicas=encoders, num_gpus=encoder_gpus),
+            decoder=replace(base.decoder, replicas=decoders, num_gpus=decoder_gpus),
+        )  # fmt: skip
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--encoder-replicas/--decoder-replicas") from None
 
 
 @app.command()

@@ -18,7 +18,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-pytest.importorskip("ray.serve", reason="the ray backend needs the `ray` extra: pip install 'xrseg[ray]'")
+pytest.importorskip("ray", reason="the ray backend needs the `ray` extra: pip install 'xrseg[ray]'")
 
 import ray  # noqa: E402
 

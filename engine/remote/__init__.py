@@ -12,5 +12,8 @@ by `engine.backends` only when `EngineConfig.backend == "ray"`.
 """
 
 from engine.remote.config import DeploymentConfig, RayBackendConfig
+from engine.remote.serve_env import apply_serve_env
+
+apply_serve_env()  # before anything here imports ray.serve (engine/remote/serve_env.py says why)
 
 __all__ = ["DeploymentConfig", "RayBackendConfig"]

@@ -27,6 +27,7 @@ from engine.remote.deployments import (
 )
 from engine.remote.payloads import ModelInfo
 from engine.remote.proxies import RemoteCaller, RemoteImageEncoder, RemotePromptDecoder, RemoteTextEncoder
+from engine.remote.serve_env import replica_env
 from models.interfaces import ModelError, SegmentationModel
 
 log = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ def _init_ray(config: RayBackendConfig) -> None:
 def _runtime_env(config: RayBackendConfig) -> dict[str, Any]:
     """Replicas import the same code as the front-end: its folder goes on their PYTHONPATH."""
     code = config.code_path or str(Path(engine.__file__).resolve().parent.parent)
-    return {"env_vars": {"PYTHONPATH": code}}
+    return {"env_vars": {"PYTHONPATH": code, **replica_env()}}
 
 
 def _actor_options(config: RayBackendConfig, options: dict[str, Any]) -> dict[str, Any]:
@@ -106,6 +107,9 @@ def connect_ray_backend(config: EngineConfig) -> RayBackend:
             config.model, checkpoint, config.device, enc.max_batch_size, enc.batch_wait_timeout_s
         )
         encoder = _deploy(names[ENCODER], app)
+    # By reference: an encode's answer stays in the object store, owned here (with Serve's gRPC
+    # transport, answers otherwise come back by value).
+    encoder = encoder.options(_by_reference=True)
     info: ModelInfo = encoder.info.remote().result(timeout_s=rc.deploy_timeout_s)
     if info.name != config.model and not info.name.startswith(config.model):
         raise ModelError(

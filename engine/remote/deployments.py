@@ -26,7 +26,7 @@ import numpy as np
 import ray
 from ray import serve
 
-from engine.remote.payloads import ModelInfo, PackedPrediction, RemoteEmbedding
+from engine.remote.payloads import ModelInfo, NotCached, PackedPrediction, RemoteEmbedding
 from models.interfaces import (
     ImageEmbedding,
     ImageInput,
@@ -50,6 +50,12 @@ def embedding_ready(payload: Any) -> None:
     """
     if isinstance(payload, Exception):
         raise payload
+
+
+class _Miss(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
 
 
 def _spec(model: str, checkpoint: str | None, device: str) -> ModelSpec:
@@ -101,6 +107,10 @@ class PromptDecoderDeployment:
         self.predict.set_max_batch_size(max_batch_size)
         self.predict.set_batch_wait_timeout_s(wait_s)
 
+    def ping(self) -> bool:
+        """Nothing: the bare cost of the hop (bench.scale measures it beside a decode)."""
+        return True
+
     async def _resolve(self, embedding: ImageEmbedding) -> ImageEmbedding:
         """The real embedding behind a remote one: from the LRU, else fetched from the object store."""
         remote = embedding.data
@@ -110,6 +120,8 @@ class PromptDecoderDeployment:
         if found is not None:
             self._cache.move_to_end(remote.key)
             return found
+        if not remote.refs:
+            raise _Miss(remote.key)
         payload = await remote.refs[0]
         if isinstance(payload, Exception):  # the encode failed (the front-end's check missed it)
             raise payload
@@ -122,23 +134,27 @@ class PromptDecoderDeployment:
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def predict(
         self, requests: list[tuple[ImageEmbedding, PromptInput]]
-    ) -> list[PackedPrediction | Exception]:
-        """Prompts of any sessions, on any embeddings: one thread hop for the whole batch."""
-        resolved: list[ImageEmbedding | Exception] = []
+    ) -> list[PackedPrediction | Exception | NotCached]:
+        """Prompts of any sessions, on any embeddings. An embedding named by key only
+        (`RemoteEmbedding.by_key`) that this replica does not hold is answered `NotCached`."""
+        resolved: list[ImageEmbedding | Exception | NotCached] = []
         for embedding, _ in requests:
             try:
                 resolved.append(await self._resolve(embedding))
+            except _Miss as miss:
+                resolved.append(NotCached(miss.key))
             except Exception as exc:  # noqa: BLE001 - this request's failure (a lost object), not the batch's
                 resolved.append(exc)
-        work = [(e, p) for e, (_, p) in zip(resolved, requests, strict=True)]
-        return await asyncio.to_thread(self._decode_all, work)
+        # Decoded right here: a prompt's decode takes about a millisecond, less than a thread hop
+        # costs on a busy machine, and Serve runs this user code on a thread of its own anyway.
+        return self._decode_all([(e, p) for e, (_, p) in zip(resolved, requests, strict=True)])
 
     def _decode_all(
-        self, work: list[tuple[ImageEmbedding | Exception, PromptInput]]
-    ) -> list[PackedPrediction | Exception]:
-        out: list[PackedPrediction | Exception] = []
+        self, work: list[tuple[ImageEmbedding | Exception | NotCached, PromptInput]]
+    ) -> list[PackedPrediction | Exception | NotCached]:
+        out: list[PackedPrediction | Exception | NotCached] = []
         for embedding, prompt in work:
-            if isinstance(embedding, Exception):
+            if not isinstance(embedding, ImageEmbedding):
                 out.append(embedding)
                 continue
             try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +25,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 
 from engine.errors import BackendUnavailable, Overloaded
 from engine.remote.deployments import embedding_ready
-from engine.remote.payloads import ModelInfo, PackedPrediction, RemoteEmbedding
+from engine.remote.payloads import ModelInfo, NotCached, RemoteEmbedding
 from models.interfaces import ImageEmbedding, ImageInput, MaskPrediction, ModelError, PromptInput
 
 log = logging.getLogger(__name__)
@@ -148,8 +149,14 @@ class RemotePromptDecoder:
             )
 
     def predict(self, embedding: ImageEmbedding, prompt: PromptInput) -> MaskPrediction:
+        """By key first; with the ref when the replica Serve picked does not hold it yet."""
         self._check(embedding)
-        packed: PackedPrediction = self._caller.call(lambda: self._handle.predict.remote((embedding, prompt)))
+        keyed = replace(embedding, data=embedding.data.by_key())
+        packed = self._caller.call(lambda: self._handle.predict.remote((keyed, prompt)))
+        if isinstance(packed, NotCached):
+            packed = self._caller.call(lambda: self._handle.predict.remote((embedding, prompt)))
+        if isinstance(packed, NotCached):  # only if the replica evicted it in between: a bug or a tiny cache
+            raise ModelError(f"the decoder replica lost embedding {packed.key} between two calls; send it again")
         return packed.unpack()
 
     def predict_batch(
