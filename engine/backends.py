@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from engine.config import EngineConfig
 from engine.text_answer import load_clip_encoder
 from models.interfaces import ModelError, SegmentationModel, TextImageEncoder
 from models.registry import ModelSpec, build_model
+
+if TYPE_CHECKING:
+    from engine.remote.sessions import SessionDirectory
 
 BACKENDS = ("local", "ray")
 
@@ -26,6 +30,7 @@ class Backend:
     model: SegmentationModel
     text: TextImageEncoder | None
     close: Callable[[], None]
+    sessions: SessionDirectory | None = None  # sessions' owners kept beyond this process (ray only)
 
 
 def _nothing() -> None:
@@ -49,6 +54,9 @@ def build_backend(config: EngineConfig, model: SegmentationModel | None = None) 
             from engine.remote.cluster import connect_ray_backend
         except ImportError as exc:
             raise ModelError(f"--backend ray needs Ray Serve: pip install 'xrseg[ray]' ({exc})") from None
+        from engine.remote.sessions import SessionDirectory
+
         remote = connect_ray_backend(config)
-        return Backend(remote.model, remote.text, remote.close)
+        directory = SessionDirectory(config.ray.app_name, config.ray.namespace)
+        return Backend(remote.model, remote.text, remote.close, directory)
     raise ModelError(f"unknown backend {config.backend!r}; choose one of: {', '.join(BACKENDS)}")

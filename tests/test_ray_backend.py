@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,43 @@ async def test_a_decoder_replica_killed_mid_request(ray_head: str, caplog: pytes
         for client in (a, b):
             await _until_answered(client, frame.frame_id, 10)
             assert (await client.stats()).prompts_answered >= 2
+
+
+async def test_sessions_resume_by_token_on_a_restarted_front_end(ray_head: str) -> None:
+    """The front-end stops (a restart, or a roll to a new version); the client reconnects with its
+    session id and token to the next front-end and keeps its session (empty: frames are gone)."""
+    config = _engine_config(ray_head)
+    frame, block = block_frame(5)
+    point = (PointPrompt(60, 60),)
+    async with _serve(config) as first:
+        client = await XrsegClient.connect(first.url, TOKEN)
+        await client.send_frame(frame, ImageCodec.PNG)
+        await client.prompt(Prompt(1, 5, points=point))
+        session_id = client.session_id
+        await client.close(bye=False)  # the connection drops with the front-end
+    async with _serve(config) as second:
+        async with XrsegClient.connect(second.url, TOKEN, session_id=session_id) as again:
+            assert again.session_id == session_id
+            with pytest.raises(EngineError) as info:
+                await again.prompt(Prompt(2, 5, points=point))
+            assert info.value.code == ErrorCode.NO_FRAME  # resumed, but the old process's frames are gone
+            await again.send_frame(frame, ImageCodec.PNG)
+            result = await again.prompt(Prompt(3, 5, points=point))
+            assert mask_iou(result.masks[result.best].mask.decode(), block) > 0.9
+        # leaving with a bye ends the session for good: no front-end resumes it
+        with pytest.raises(EngineError) as info:
+            await XrsegClient.connect(second.url, TOKEN, session_id=session_id)
+        assert info.value.code == ErrorCode.UNAUTHORIZED
+    async with _serve(config) as third:
+        with pytest.raises(EngineError) as info:
+            await XrsegClient.connect(third.url, TOKEN, session_id=session_id)
+        assert info.value.code == ErrorCode.UNAUTHORIZED
+
+
+async def test_xrseg_serve_with_the_ray_backend_is_a_second_front_end(ray_head: str, tmp_path: Path) -> None:
+    """`xrseg serve --backend ray --ray-address ...` as a user runs it: its own process, attached to
+    the deployments this module's engines use (same --ray-app), answering over WebSocket."""
+    from tests.test_serve_cli import _one_prompt, serving
+
+    with serving(tmp_path, "--backend", "ray", "--ray-address", ray_head, "--ray-app", APP) as url:
+        assert await _one_prompt(url) == ("geometric", 3)

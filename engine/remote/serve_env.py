@@ -17,8 +17,13 @@ import os
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "1"}
 
 
+FRONT_END_ENV = {"RAY_DISABLE_FAILURE_SIGNAL_HANDLER": "1"}
+"""The front-end handles SIGTERM itself (a clean shutdown, engine/app.py); Ray's failure signal
+handler, installed by `ray.init`, would replace that with an abort."""
+
+
 def apply_serve_env() -> None:
-    for key, value in SERVE_ENV.items():
+    for key, value in {**SERVE_ENV, **FRONT_END_ENV}.items():
         os.environ.setdefault(key, value)
 
 
