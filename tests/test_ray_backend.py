@@ -132,7 +132,9 @@ async def _until_answered(client: XrsegClient, frame_id: int, first_id: int) -> 
     """Point prompts until one is answered (replicas restart after the kill); how many it took."""
     for attempt in range(60):
         try:
-            await client.prompt(Prompt(first_id + attempt, frame_id, points=(PointPrompt(60, 60),)), timeout=180)
+            await client.prompt(
+                Prompt(first_id + attempt, frame_id, points=(PointPrompt(60, 60),)), timeout=180
+            )
             return attempt + 1
         except EngineError as exc:
             assert exc.code == ErrorCode.OVERLOADED, exc  # only the coded, transient error
@@ -145,9 +147,11 @@ async def test_a_decoder_replica_killed_mid_request(ray_head: str, caplog: pytes
     # Segment everything as one decoder request of 1024 points: it holds a replica for seconds.
     config = _engine_config(ray_head, everything=EverythingConfig(points_per_batch=1024))
     frame, block = block_frame(1, h=240, w=320)
-    async with _serve(config) as live, XrsegClient.connect(live.url, TOKEN) as a, XrsegClient.connect(
-        live.url, TOKEN
-    ) as b:
+    async with (
+        _serve(config) as live,
+        XrsegClient.connect(live.url, TOKEN) as a,
+        XrsegClient.connect(live.url, TOKEN) as b,
+    ):
         for client in (a, b):
             await client.send_frame(frame, ImageCodec.PNG)
             result = await client.prompt(Prompt(1, frame.frame_id, points=(PointPrompt(120, 120),)))
@@ -159,7 +163,9 @@ async def test_a_decoder_replica_killed_mid_request(ray_head: str, caplog: pytes
         grid = EverythingRequest(32, 0.0, 0.0)
         futures = [c.prompt_nowait(Prompt(2, frame.frame_id, want_3d=False), everything=grid) for c in (a, b)]
         await asyncio.sleep(0.5)
-        assert not any(f.done() for f in futures), "the everything prompts ended before the kill; make them longer"
+        assert not any(f.done() for f in futures), (
+            "the everything prompts ended before the kill; make them longer"
+        )
         ray.kill(ray.get_actor(replicas[0], namespace="serve"), no_restart=True)
         outcomes = [await _answer_or_code(f) for f in futures]
         assert set(outcomes) <= {"result", str(ErrorCode.OVERLOADED)}, outcomes
