@@ -14,6 +14,7 @@ from engine.lift import LiftConfig
 from engine.mapping import MappingConfig
 from engine.masks import MaskCleanConfig
 from engine.protocol import Limits
+from engine.remote.config import RayBackendConfig
 from engine.scheduler import KeyframeConfig
 from engine.tracking import TrackingConfig
 
@@ -53,6 +54,9 @@ class EngineConfig:
         text_ranking: weights and crops of the text ranking (engine/fusion/text.py).
         capture: 3D object capture settings (voxel size, truncation, previews: engine/capture/config.py).
         capture_dir: the capture store's folder; None: $XRSEG_CAPTURES, else ~/.local/share/xrseg/captures.
+        backend: where the models run: "local" (in this process, the default) or "ray" (Ray
+            Serve deployments; engine/remote/, engine/backends.py).
+        ray: the ray backend's cluster address, replicas, GPU fractions, batching, retries.
         warm_up: run one prompt end to end on a generated 640x480 frame at start
             (engine/pipeline.py warm_up) so the first user prompt pays no first-call costs.
     """
@@ -86,3 +90,5 @@ class EngineConfig:
     warm_up: bool = True
     capture: CaptureConfig = field(default_factory=CaptureConfig)
     capture_dir: Path | None = None
+    backend: str = "local"
+    ray: RayBackendConfig = field(default_factory=RayBackendConfig)

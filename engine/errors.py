@@ -41,3 +41,9 @@ class Overloaded(EngineError):
 
 class SessionClosed(EngineError):
     """The session was closed (bye, reaped, engine stopping); open a new one."""
+
+
+class BackendUnavailable(Overloaded):
+    """The remote model backend could not answer: its replica died and the retry failed too, it
+    timed out, or the keyframe's embedding was lost with its node. Transient: send the item again
+    (the wire code is `overloaded`, as for other work the engine could not take now)."""

@@ -14,7 +14,7 @@ the code below the command line takes, so a test can build one without a shell.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated
 
@@ -22,6 +22,7 @@ import typer
 
 from engine.app import ServeConfig, TlsConfig
 from engine.config import EngineConfig
+from engine.remote.config import RayBackendConfig
 from engine.transport.web_clips import Clip
 from engine.transport.web_page import WebPageConfig
 from engine.transport.webrtc import IceServer, WebRTCConfig
@@ -51,13 +52,37 @@ class ModelOptions:
         Path | None, typer.Option(help="CLIP weights for text prompts: open_clip folder, or weights file + --clip-arch.")
     ] = None
     clip_arch: Annotated[str | None, typer.Option(help="open_clip architecture of a --clip-checkpoint file.")] = None
+    backend: Annotated[str, typer.Option(help="Where the models run: local (this process) or ray (Ray Serve).")] = "local"
+    ray_address: Annotated[
+        str | None, typer.Option(help="ray: cluster (host:port, auto, ray://...); none: a private local one.")
+    ] = None
+    ray_app: Annotated[str, typer.Option(help="ray: Serve application; front-ends with the same one share replicas.")] = "xrseg"
+    encoder_replicas: Annotated[int, typer.Option(help="ray: image encoder replicas.")] = 1
+    decoder_replicas: Annotated[int, typer.Option(help="ray: prompt decoder replicas.")] = 1
+    encoder_gpus: Annotated[float, typer.Option(help="ray: GPUs (or a fraction) per encoder replica.")] = 0.0
+    decoder_gpus: Annotated[float, typer.Option(help="ray: GPUs (or a fraction) per decoder replica.")] = 0.0
 
     def engine_config(self, **settings: object) -> EngineConfig:
         """An EngineConfig with these model settings and `settings` (host, port, tokens, ...)."""
+        if self.backend not in ("local", "ray"):
+            raise OptionError("--backend", f"must be local or ray, got {self.backend!r}")
         return EngineConfig(
             model=self.model, checkpoint=self.checkpoint, device=self.device, workers=self.workers,
-            clip_checkpoint=self.clip_checkpoint, clip_arch=self.clip_arch, **settings,  # type: ignore[arg-type]
+            clip_checkpoint=self.clip_checkpoint, clip_arch=self.clip_arch, backend=self.backend,
+            ray=self.ray_config(), **settings,  # type: ignore[arg-type]
         )  # fmt: skip
+
+    def ray_config(self) -> RayBackendConfig:
+        """The ray backend's settings from these flags (batching and CPUs at their defaults)."""
+        base = RayBackendConfig()
+        try:
+            return RayBackendConfig(
+                address=self.ray_address, app_name=self.ray_app,
+                encoder=replace(base.encoder, replicas=self.encoder_replicas, num_gpus=self.encoder_gpus),
+                decoder=replace(base.decoder, replicas=self.decoder_replicas, num_gpus=self.decoder_gpus),
+            )  # fmt: skip
+        except ValueError as exc:
+            raise OptionError("--encoder-replicas/--decoder-replicas", str(exc)) from None
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,13 @@ import asyncio
 import logging
 import secrets
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
 from engine.admission import ConnectionGate, FailedAuthLimiter
 from engine.auth import AuthConfig, Authenticator, AuthError, Identity
+from engine.backends import build_backend
 from engine.capture.store import CaptureStore, default_store_dir
 from engine.config import EngineConfig
 from engine.logging_setup import LogThrottle
@@ -27,9 +30,11 @@ from engine.pipeline import warm_up
 from engine.protocol import ErrorCode, Hello, ProtocolError
 from engine.scheduler import KeyframeEncoder
 from engine.session import Session, SessionContext
-from engine.text_answer import TextRanker, load_clip_encoder
+from engine.text_answer import TextRanker
+
+if TYPE_CHECKING:
+    from engine.remote.sessions import SessionDirectory
 from models.interfaces import SegmentationModel
-from models.registry import ModelSpec, build_model
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +45,8 @@ class Engine:
     def __init__(self, config: EngineConfig, model: SegmentationModel | None = None) -> None:
         self.config = config
         self._model = model
+        self._release_backend: Callable[[], None] | None = None
+        self._directory: SessionDirectory | None = None
         self._executor: ThreadPoolExecutor | None = None
         self._encoder_executor: ThreadPoolExecutor | None = None
         self._encoder: KeyframeEncoder | None = None
@@ -57,14 +64,11 @@ class Engine:
         self.log_throttle = LogThrottle()
 
     async def start(self) -> None:
-        if self._model is None:
-            spec = ModelSpec(self.config.model, self.config.checkpoint, self.config.device)
-            self._model = await asyncio.to_thread(build_model, spec)
-        text = None
-        if self.config.clip_checkpoint is not None:  # voice text prompts (engine/text_answer.py)
-            c = self.config
-            clip = await asyncio.to_thread(load_clip_encoder, c.clip_checkpoint, c.clip_arch, c.device)
-            text = TextRanker(clip, self.config.text_ranking)
+        # The model and CLIP, in this process or behind Ray Serve (engine/backends.py).
+        backend = await asyncio.to_thread(build_backend, self.config, self._model)
+        self._model, self._release_backend = backend.model, backend.close
+        self._directory = backend.sessions  # ray: sessions resumable across front-end restarts
+        text = TextRanker(backend.text, self.config.text_ranking) if backend.text is not None else None
         self._executor = ThreadPoolExecutor(self.config.workers, thread_name_prefix="xrseg-worker")
         # Keyframe encodes get a thread of their own so a long encode never holds up a prompt's decode.
         self._encoder_executor = ThreadPoolExecutor(1, thread_name_prefix="xrseg-encoder")
@@ -91,7 +95,7 @@ class Engine:
             self._reaper.cancel()
             self._reaper = None
         for session in list(self._sessions.values()):
-            await self.close_session(session)
+            await self.close_session(session, forget=False)  # resumable on the next front-end (ray)
         if self._encoder is not None:
             await self._encoder.stop()
             self._encoder = None
@@ -99,6 +103,9 @@ class Engine:
             if executor is not None:
                 executor.shutdown(wait=True, cancel_futures=True)
         self._executor = self._encoder_executor = None
+        if self._release_backend is not None:
+            self._release_backend()
+            self._release_backend = None
 
     async def __aenter__(self) -> Engine:
         await self.start()
@@ -158,6 +165,8 @@ class Engine:
         identity = self.authenticate(hello.token, peer)
         if hello.session_id is not None:
             session = self._sessions.get(hello.session_id)
+            if session is None and self._directory is not None:
+                session = self._adopt(hello.session_id, identity)
             if session is None or session.closed or self._owners.get(hello.session_id) != identity.name:
                 self._auth_failed(peer, "resume_denied")  # same answer either way: ids cannot be probed
                 raise ProtocolError(
@@ -169,7 +178,22 @@ class Engine:
         session = Session(secrets.token_urlsafe(16), self._context)
         self._sessions[session.session_id] = session
         self._owners[session.session_id] = identity.name
+        if self._directory is not None:
+            self._directory.record(session.session_id, identity.name)
         log.info("session %s opened by %r", session.session_id, hello.client[:64])
+        return session
+
+    def _adopt(self, session_id: str, identity: Identity) -> Session | None:
+        """A session another front-end (or this one before a restart) opened for this identity,
+        taken over empty: its frames and keyframes died with that process. None if unknown.
+        Blocks on the cluster's table for at most 2 s (only on this rare path)."""
+        assert self._context is not None
+        if self._directory is None or self._directory.owner(session_id) != identity.name:
+            return None
+        session = Session(session_id, self._context)
+        self._sessions[session_id] = session
+        self._owners[session_id] = identity.name
+        log.info("session %s taken over from an earlier front-end (its frames are gone)", session_id)
         return session
 
     def _auth_failed(self, peer: str, reason: str) -> None:
@@ -179,7 +203,10 @@ class Engine:
             log.warning("failed authentication (%s) from %s [%d similar lines suppressed]", reason, peer or "?",
                         self.log_throttle.take_suppressed("auth_failed"))
 
-    async def close_session(self, session: Session) -> None:
+    async def close_session(self, session: Session, forget: bool = True) -> None:
+        """Close and free a session; forget=False keeps it resumable on another front-end (ray)."""
+        if forget and self._directory is not None:
+            self._directory.forget(session.session_id)
         if self._sessions.pop(session.session_id, None) is not None:
             self._owners.pop(session.session_id, None)
             self.metrics.retire(session.stats)  # no await between pop and retire: totals never dip

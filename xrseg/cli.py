@@ -32,7 +32,7 @@ from clients.stream_cli import stream as stream_command  # noqa: E402
 from clients.webrtc_cli import stream as webrtc_stream_command  # noqa: E402
 from engine import cli as engine_cli  # noqa: E402
 from engine.logging_setup import configure_logging  # noqa: E402
-from engine.options import ServeOptions  # noqa: E402
+from engine.options import OptionError, ServeOptions  # noqa: E402
 from models.cli import models_app  # noqa: E402
 from xrseg.clips import open_clip  # noqa: E402
 from xrseg.demo.options import DemoOptions  # noqa: E402
@@ -77,6 +77,8 @@ def demo(options: DemoOptions, log_level: str = "WARNING") -> None:
         summary = engine_cli.run_or_explain(run_demo(options.demo_config()))
     except SequenceError as exc:
         engine_cli.fail(f"--sequence: {exc}")
+    except OptionError as exc:
+        engine_cli.fail(f"{exc.flag}: {exc}")
     typer.echo(json.dumps({k: v for k, v in summary.items() if k != "latency_ms"}, indent=2))
     for stage, s in summary["latency_ms"].items():
         typer.echo(f"  {stage:>18}: p50 {s['p50']:7.1f} ms   p95 {s['p95']:7.1f} ms   (n={s['n']})")
