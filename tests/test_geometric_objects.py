@@ -77,5 +77,7 @@ def test_the_hybrid_default_answers_an_object_on_the_floor() -> None:
     truth = noisy.visible_mask(8)
     ys, xs = np.nonzero(truth)
     i = int(np.argmin((ys - ys.mean()) ** 2 + (xs - xs.mean()) ** 2))
-    pred = model.decoder.predict(emb, PromptInput(np.array([[xs[i], ys[i]]], np.float32), np.ones(1, np.int32)))
+    pred = model.decoder.predict(
+        emb, PromptInput(np.array([[xs[i], ys[i]]], np.float32), np.ones(1, np.int32))
+    )
     assert mask_iou(pred.masks[int(np.argmax(pred.scores))], truth) > 0.8

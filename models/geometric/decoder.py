@@ -68,7 +68,9 @@ class GeometricDecoder:
         mask_prompt = None if prompt.mask is None else np.asarray(prompt.mask, bool)
         masks, scores = self._masks(maps, pos, neg, box, mask_prompt)
         if maps.support is not None:
-            masks, scores = self._hybrid(masks, scores, *self._masks(maps.support, pos, neg, box, mask_prompt))
+            masks, scores = self._hybrid(
+                masks, scores, *self._masks(maps.support, pos, neg, box, mask_prompt)
+            )
         if not prompt.multimask:
             best = int(np.argmax(scores))
             return MaskPrediction(masks[best : best + 1], scores[best : best + 1], (GRANULARITIES[best],))

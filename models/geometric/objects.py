@@ -45,7 +45,9 @@ def split_clusters(
     edge[1:] |= dy
     edge[:-1] |= dy
     core &= ~edge
-    n, pieces, stats, _ = cv2.connectedComponentsWithStats(core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+    n, pieces, stats, _ = cv2.connectedComponentsWithStats(
+        core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
+    )
     piece_cluster = np.zeros(n, np.int64)
     piece_cluster[pieces[core]] = cluster[core]
     cluster_area = np.bincount(cluster.ravel(), minlength=int(cluster.max()) + 1)
