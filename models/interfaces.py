@@ -131,9 +131,7 @@ class BatchPromptDecoder(Protocol):
     backends that implement `predict_batch` get it in batches, others are looped (`predict_prompts`).
     """
 
-    def predict_batch(
-        self, embedding: ImageEmbedding, prompts: Sequence[PromptInput]
-    ) -> list[MaskPrediction]: ...
+    def predict_batch(self, embedding: ImageEmbedding, prompts: Sequence[PromptInput]) -> list[MaskPrediction]: ...
 
 
 def encode_images(encoder: ImageEncoder, images: Sequence[ImageInput]) -> list[ImageEmbedding]:
@@ -141,23 +139,17 @@ def encode_images(encoder: ImageEncoder, images: Sequence[ImageInput]) -> list[I
     if len(images) > 1 and isinstance(encoder, BatchImageEncoder):
         out = encoder.encode_batch(images)
         if len(out) != len(images):
-            raise ModelError(
-                f"{encoder.name}.encode_batch returned {len(out)} embeddings for {len(images)} images"
-            )
+            raise ModelError(f"{encoder.name}.encode_batch returned {len(out)} embeddings for {len(images)} images")
         return list(out)
     return [encoder.encode(image) for image in images]
 
 
-def predict_prompts(
-    decoder: PromptDecoder, embedding: ImageEmbedding, prompts: Sequence[PromptInput]
-) -> list[MaskPrediction]:
+def predict_prompts(decoder: PromptDecoder, embedding: ImageEmbedding, prompts: Sequence[PromptInput]) -> list[MaskPrediction]:
     """Predictions for prompts on one embedding, in order: `predict_batch` when available, else a loop."""
     if len(prompts) > 1 and isinstance(decoder, BatchPromptDecoder):
         out = decoder.predict_batch(embedding, prompts)
         if len(out) != len(prompts):
-            raise ModelError(
-                f"{decoder.name}.predict_batch returned {len(out)} predictions for {len(prompts)} prompts"
-            )
+            raise ModelError(f"{decoder.name}.predict_batch returned {len(out)} predictions for {len(prompts)} prompts")
         return list(out)
     return [decoder.predict(embedding, prompt) for prompt in prompts]
 
@@ -198,9 +190,7 @@ class VideoTracker(Protocol):
 
     def start(self, max_memory_frames: int) -> Any: ...
 
-    def add_object(
-        self, state: Any, frame: ImageInput, object_id: int, prompt: PromptInput
-    ) -> MaskPrediction: ...
+    def add_object(self, state: Any, frame: ImageInput, object_id: int, prompt: PromptInput) -> MaskPrediction: ...
 
     def remove_object(self, state: Any, object_id: int) -> None: ...
 
