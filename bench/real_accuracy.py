@@ -7,7 +7,8 @@ true mask's distance transform), answered three ways in the same run:
 1. the engine's served path: `Pipeline.answer` with the engine's default settings (mask cleaning
    on, as the session calls it) on a keyframe encoded for that frame by the default model. Time
    per click = encode + decode + clean + lift (a click on a new frame: the full cost), repeated
-   --runs times;
+   --runs times; the same for two other geometric settings: `engine_lccp` (the LCCP label maps
+   alone, the default before round 3) and `engine_support_planes` (the support-plane path alone);
 2. Open3D plane + DBSCAN, the classic recipe written as well as we can: back-project the frame,
    flying pixels (depth step > 1 cm + 1 cm z² to a neighbour) dropped, 5 mm voxel grid, remove up
    to three dominant RANSAC planes (table, floor, wall: each must hold >= 8% of the points, and
@@ -21,6 +22,11 @@ Reported per method: per-object selected-mask IoU (engine/masks/metrics.mask_iou
 share above 0.7; for the engine also best-of-3; p50/p95 time per click. Segment everything
 (`Pipeline.everything`, the engine's default config) on every frame: share of the annotated
 objects matched by a mask with IoU >= 0.5, and masks per object.
+
+Summaries are given per sequence, for all 48 objects, and split: "calibration" (tabletop5 00000,
+00002, 00004 and the Kinect frames, which the round-3 settings were chosen on) and "held_out"
+(tabletop5 00001 and 00003, only evaluated). The two tabletop splits share objects (00000 and
+00001 are nearly the same view), so "held out" means unseen frames, not unseen objects.
 
 Writes bench/results/real_accuracy.json and real_accuracy.png (commit, n, runs, load).
 """

@@ -75,7 +75,8 @@ class GeometricConfig:
             the plane's RMS residual, clipped to [band_min_m, band_m + band_quad * z²] metres
             (RealSense/Kinect noise grows with z²); objects lose at most this much at their base.
         support_ransac_m, support_iterations, support_stride: RANSAC inlier distance, iterations
-            and subsampling (every stride-th valid working pixel).
+            and subsampling (every stride-th valid working pixel, at most support_max_sample of
+            them: RANSAC's cost, not its answer, grows with more).
         cluster_jump_m, cluster_jump_quad: neighbours whose depths differ by more than
             jump_m + jump_quad * z² are not connected in a cluster (stricter than jump_*: no
             slope term, so objects side by side separate).
@@ -154,6 +155,7 @@ class GeometricConfig:
     support_ransac_m: float = 0.01
     support_iterations: int = 120
     support_stride: int = 7
+    support_max_sample: int = 4000
     support_normal_deg: float = 35.0
     support_grow_m: float = 0.04
     support_grow_deg: float = 15.0

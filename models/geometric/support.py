@@ -66,12 +66,15 @@ def support_mask(
     rng = np.random.default_rng(0)
     accepted = 0
     kernel = np.ones((5, 5), np.uint8)
-    nrm = None if normals is None else normals.reshape(-1, 3)[flat].astype(np.float64)
+    nrm = None if normals is None else normals.reshape(-1, 3)[flat]
+    undefined = None if nrm is None else ~(nrm != 0).any(axis=1)
     cos_max = float(np.cos(np.radians(cfg.support_normal_deg)))
     cos_grow = float(np.cos(np.radians(cfg.support_grow_deg)))
     near_kernel = np.ones((cfg.support_fringe_px, cfg.support_fringe_px), np.uint8)
     for _ in range(2 * cfg.support_max_planes):
         idx = sample[free[sample]]
+        if idx.size > cfg.support_max_sample:  # hypotheses are scored on a bounded subsample
+            idx = idx[np.linspace(0, idx.size - 1, cfg.support_max_sample).astype(np.int64)]
         if idx.size < 50 or accepted >= cfg.support_max_planes:
             break
         a = ransac_plane(pts[idx], cfg.support_ransac_m, cfg.support_iterations, rng)
@@ -82,9 +85,10 @@ def support_mask(
         rms = float(np.sqrt(np.mean(dist[idx][core] ** 2))) if core.any() else cfg.support_ransac_m
         thr = np.clip(3.0 * rms, cfg.support_band_min_m, band)
         inl = free & (dist < thr)
+        facing = None
         if nrm is not None:
-            facing = np.abs(nrm @ a[:3])
-            inl &= (facing >= cos_max) | ~np.any(nrm != 0, axis=1)
+            facing = np.abs(nrm @ a[:3].astype(np.float32))
+            inl &= (facing >= cos_max) | undefined
         free &= ~(dist < cfg.support_ransac_m)  # explained either way: do not fit them again
         img = np.zeros(h * w, np.uint8)
         img[flat[inl]] = 1
@@ -103,7 +107,7 @@ def support_mask(
             # a real table is not a plane to a few millimetres (sensor warp at range): grow the
             # piece over connected pixels facing the same way within support_grow_m of it
             like = np.zeros(h * w, np.uint8)
-            close = (dist < cfg.support_grow_m) & (np.abs(nrm @ a[:3]) >= cos_grow) & (free | inl)
+            close = (dist < cfg.support_grow_m) & (facing >= cos_grow) & (free | inl)
             like[flat[close]] = 1
             like = like.reshape(h, w) | piece.view(np.uint8)
             _, grown, _, _ = cv2.connectedComponentsWithStats(like, connectivity=4, ltype=cv2.CV_32S)
