@@ -67,10 +67,10 @@ class GeometricDecoder:
         box = self._box(prompt.box, h, w)
         mask_prompt = None if prompt.mask is None else np.asarray(prompt.mask, bool)
         masks, scores = self._masks(maps, pos, neg, box, mask_prompt)
-        if maps.support is not None:
-            masks, scores = self._hybrid(
-                masks, scores, *self._masks(maps.support, pos, neg, box, mask_prompt)
-            )
+        if maps.support is not None and box is None and mask_prompt is None:
+            # the hybrid rule was chosen for clicks; boxes and mask prompts (the tracker's) keep
+            # the LCCP answer they were tuned on (bench.capture)
+            masks, scores = self._hybrid(masks, scores, *self._masks(maps.support, pos, neg, None, None))
         if not prompt.multimask:
             best = int(np.argmax(scores))
             return MaskPrediction(masks[best : best + 1], scores[best : best + 1], (GRANULARITIES[best],))
