@@ -81,3 +81,20 @@ def test_the_hybrid_default_answers_an_object_on_the_floor() -> None:
         emb, PromptInput(np.array([[xs[i], ys[i]]], np.float32), np.ones(1, np.int32))
     )
     assert mask_iou(pred.masks[int(np.argmax(pred.scores))], truth) > 0.8
+
+
+def test_box_prompts_keep_the_lccp_answer() -> None:
+    """The hybrid rule is for clicks; the tracker's box and mask prompts get what they were tuned on."""
+    noisy = render_frame(make_scene(11, n_objects=5), degradation=DepthDegradation(), seed=11)
+    f = noisy.frame
+    image = ImageInput(f.rgb, f.depth_m, f.intrinsics.matrix)
+    ys, xs = np.nonzero(noisy.visible_mask(8))
+    prompt = PromptInput(
+        np.array([[xs.mean(), ys.mean()]], np.float32),
+        np.ones(1, np.int32),
+        box=np.array([xs.min(), ys.min(), xs.max(), ys.max()], np.float32),
+    )
+    hybrid, lccp = build_geometric(), build_geometric(GeometricConfig(hybrid=False))
+    a = hybrid.decoder.predict(hybrid.encoder.encode(image), prompt)
+    b = lccp.decoder.predict(lccp.encoder.encode(image), prompt)
+    assert np.array_equal(a.masks, b.masks) and np.array_equal(a.scores, b.scores)
