@@ -232,6 +232,19 @@ def plot(results: list[ObjectResult], summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def config_from(pairs: list[str]) -> GeometricConfig:
+    """GeometricConfig with KEY=VALUE overrides (bool, int, float by the field's default)."""
+    fields = GeometricConfig.__dataclass_fields__
+    values = {}
+    for pair in pairs:
+        key, _, raw = pair.partition("=")
+        if key not in fields:
+            raise SystemExit(f"--set {pair}: {key!r} is not a GeometricConfig field")
+        kind = type(getattr(GeometricConfig(), key))
+        values[key] = raw.lower() in ("1", "true", "yes") if kind is bool else kind(raw)
+    return GeometricConfig(**values)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--scenes", type=int, default=12, help="number of random scenes (>= 5)")
@@ -242,12 +255,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--held-out-seed", type=int, default=1000, help="seed of the first held-out scene")
     parser.add_argument("--clean", action="store_true", help="no sensor degradation (exact depth)")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a GeometricConfig field for this run, e.g. --set support_planes=false (repeatable)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
 
     degradation = DepthDegradation.clean() if args.clean else DepthDegradation()
-    results, timing = evaluate(args.scenes, args.min_px, args.seed, degradation)
-    held, held_timing = evaluate(args.scenes, args.min_px, args.held_out_seed, degradation)
+    config = config_from(args.set)
+    results, timing = evaluate(args.scenes, args.min_px, args.seed, degradation, config)
+    held, held_timing = evaluate(args.scenes, args.min_px, args.held_out_seed, degradation, config)
     if not results or not held:
         raise SystemExit("no visible objects were prompted; lower --min-px or add scenes")
     held_out = {
@@ -264,6 +285,7 @@ def main(argv: list[str] | None = None) -> dict:
         **summarise(results),
         "settings": {
             "model": "geometric",
+            "config_overrides": args.set,
             "first_seed": args.seed,
             "min_visible_px": args.min_px,
             "degradation": asdict(degradation),

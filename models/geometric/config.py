@@ -75,10 +75,31 @@ class GeometricConfig:
             the plane's RMS residual, clipped to [band_min_m, band_m + band_quad * z²] metres
             (RealSense/Kinect noise grows with z²); objects lose at most this much at their base.
         support_ransac_m, support_iterations, support_stride: RANSAC inlier distance, iterations
-            and subsampling (every stride-th valid working pixel).
+            and subsampling (every stride-th valid working pixel, at most support_max_sample of
+            them: RANSAC's cost, not its answer, grows with more).
         cluster_jump_m, cluster_jump_quad: neighbours whose depths differ by more than
             jump_m + jump_quad * z² are not connected in a cluster (stricter than jump_*: no
             slope term, so objects side by side separate).
+        support_normal_deg: a pixel in a plane's band whose normal is tilted by more than this
+            from the plane's is not support (an object's base faces sideways).
+        support_grow_m, support_grow_deg: a support piece grows over connected pixels within
+            support_grow_m of its plane whose normals are within support_grow_deg of the plane's
+            (a real table top bends by centimetres at range; object tops are cut off from it by
+            their sides). 0 turns growing off.
+        support_piece_frac: of an accepted plane, only connected pieces holding at least this
+            fraction of the valid pixels are support (object tops at one height are not).
+        support_fringe, support_fringe_px: pixels within support_fringe x the plane band of a
+            support plane and within support_fringe_px (working pixels) of its support pixels are
+            its noisy skin: clusters do not grow through it (objects standing apart stay apart).
+        split_objects, split_min_frac, split_lab: split a cluster where a concave crease and a
+            colour change agree (objects.py): pieces between concave creases of at least
+            split_min_frac of their cluster, joined again when their median Lab colours differ
+            by less than split_lab (8-bit Lab units); the cluster stays the "region" level.
+        hybrid, hybrid_inside, hybrid_ratio: (the default, when support_planes is off) keep both
+            the LCCP label maps and the support path's, and answer a click with the support
+            object when the LCCP mask lies inside it (>= hybrid_inside of its pixels) and covers
+            at most hybrid_ratio of it (decoder._hybrid); else with the LCCP masks. Chosen on the
+            synthetic tuning seeds and the real calibration frames (bench.real_accuracy).
         cluster_min_px: smaller clusters (full-resolution pixels) are noise and dropped.
         cluster_hole_px: sensor holes this close (working pixels) to a cluster join it.
         prefer_clusters: with support_planes, a cluster's score is raised above its pieces'
@@ -87,7 +108,9 @@ class GeometricConfig:
         everything_iou_thresh, everything_min_area_px: keep masks scoring at least this and of at
             least this many pixels. The scores are a boundary heuristic, not SAM's predicted IoU,
             so SAM's 0.88 keeps almost nothing; these were measured on the real tabletop frames
-            (bench.real_accuracy): lower finds more objects with more masks per object.
+            (bench.real_accuracy): lower finds more objects with more masks per object. 0.8 was
+            chosen on the calibration frames (tabletop5 00000, 00002, 00004): 81 % of their
+            objects matched at 2.7 masks per object (0.4: 90 % at 7.1; 0.9: 29 % at 0.8).
     Camera:
         default_focal_px_at_640: focal length assumed (scaled with the width) for frames sent
             without intrinsics.
@@ -132,12 +155,25 @@ class GeometricConfig:
     support_ransac_m: float = 0.01
     support_iterations: int = 120
     support_stride: int = 7
+    support_max_sample: int = 4000
+    support_normal_deg: float = 35.0
+    support_grow_m: float = 0.04
+    support_grow_deg: float = 15.0
+    support_piece_frac: float = 0.01
+    support_fringe: float = 1.0
+    support_fringe_px: int = 9
+    split_objects: bool = True
+    split_min_frac: float = 0.1
+    split_lab: float = 20.0
+    hybrid: bool = True
+    hybrid_inside: float = 0.8
+    hybrid_ratio: float = 0.9
     cluster_min_px: int = 200
     cluster_jump_m: float = 0.008
     cluster_jump_quad: float = 0.004
     cluster_hole_px: float = 2.0
     prefer_clusters: bool = True
-    everything_iou_thresh: float = 0.4
+    everything_iou_thresh: float = 0.8
     everything_min_area_px: int = 600
 
     def __post_init__(self) -> None:

@@ -65,7 +65,19 @@ class GeometricDecoder:
         pos = [self._snap(maps, x, y) for (x, y), lab in zip(coords, point_labels, strict=True) if lab == 1]
         neg = [self._snap(maps, x, y) for (x, y), lab in zip(coords, point_labels, strict=True) if lab != 1]
         box = self._box(prompt.box, h, w)
+        mask_prompt = None if prompt.mask is None else np.asarray(prompt.mask, bool)
+        masks, scores = self._masks(maps, pos, neg, box, mask_prompt)
+        if maps.support is not None and box is None and mask_prompt is None:
+            # the hybrid rule was chosen for clicks; boxes and mask prompts (the tracker's) keep
+            # the LCCP answer they were tuned on (bench.capture)
+            masks, scores = self._hybrid(masks, scores, *self._masks(maps.support, pos, neg, None, None))
+        if not prompt.multimask:
+            best = int(np.argmax(scores))
+            return MaskPrediction(masks[best : best + 1], scores[best : best + 1], (GRANULARITIES[best],))
+        return MaskPrediction(masks, scores, GRANULARITIES)
 
+    def _masks(self, maps: LabelMaps, pos, neg, box, mask_prompt) -> tuple[np.ndarray, np.ndarray]:
+        """((3, H, W) bool part, object, region masks, (3,) float32 scores) of one label map set."""
         # Which part labels each returned mask takes (a bit per mask), then one gather over the
         # part map renders all masks at once.
         n_part = len(maps.luts[0])
@@ -75,8 +87,8 @@ class GeometricDecoder:
             chosen = self._point_labels(maps, level, pos, neg)
             if box is not None:
                 chosen += self._box_labels(maps, level, box, neg)
-            if prompt.mask is not None:
-                chosen += self._mask_labels(maps, level, np.asarray(prompt.mask, bool), neg)
+            if mask_prompt is not None:
+                chosen += self._mask_labels(maps, level, mask_prompt, neg)
             parts, scores[level] = self._select(maps, chosen)
             bits[parts] |= np.uint8(1 << level)
         bits[0] = 0
@@ -87,10 +99,33 @@ class GeometricDecoder:
             for level in range(len(GRANULARITIES)):
                 n = int(masks[level].sum())
                 scores[level] *= float(masks[level, r0:r1, c0:c1].sum()) / n if n else 0.0
-        if not prompt.multimask:
-            best = int(np.argmax(scores))
-            return MaskPrediction(masks[best : best + 1], scores[best : best + 1], (GRANULARITIES[best],))
-        return MaskPrediction(masks, scores, GRANULARITIES)
+        return masks, scores
+
+    def _hybrid(
+        self, masks: np.ndarray, scores: np.ndarray, s_masks: np.ndarray, s_scores: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Pick between the LCCP answer and the support path's object (GeometricConfig.hybrid).
+
+        The support object wins when the LCCP mask the click selected lies inside it (at least
+        cfg.hybrid_inside) and covers at most cfg.hybrid_ratio of it: then the LCCP mask was a
+        piece of the object (a box's printed face, a drill without its handle) and the cluster
+        completes it. Otherwise (the LCCP mask reaches outside the cluster, or the cluster is
+        about the same size) the LCCP answer stands: on synthetic scenes it is the better one
+        (the support band takes an object's base; a box on a box is one cluster). Returned:
+        part = the LCCP mask, object = the support object, region = its cluster, in that case.
+        """
+        cfg = self.config
+        best = int(np.argmax(scores))
+        d, obj = masks[best], s_masks[1]
+        n_d, n_s = int(d.sum()), int(obj.sum())
+        if n_d == 0 or n_s == 0:
+            return masks, scores
+        inside = float(np.count_nonzero(d & obj)) / n_d
+        if inside < cfg.hybrid_inside or n_d > cfg.hybrid_ratio * n_s:
+            return masks, scores
+        top = max(float(scores[best]), float(s_scores[1]))
+        out_scores = np.array([0.5 * scores[best], top, 0.5 * s_scores[2]], np.float32)
+        return np.stack([d, obj, s_masks[2] | obj]), out_scores
 
     # ------------------------------------------------------------------ prompt -> labels
 

@@ -28,6 +28,9 @@ class LabelMaps:
         areas: per level, (n_level,) float32 label areas in pixels of the encoded image.
         valid_depth: (H, W) bool, the frame had a depth measurement there (all False without depth).
         has_depth: False when the frame came without usable depth (colour-only labels).
+        support: the label maps of the support path (support.py: objects as clusters standing on
+            a support), kept beside these LCCP maps when the model is a hybrid
+            (GeometricConfig.hybrid); the decoder picks per click between the two.
     """
 
     part: np.ndarray
@@ -37,6 +40,7 @@ class LabelMaps:
     valid_depth: np.ndarray
     has_depth: bool
     granularity: tuple[str, ...] = GRANULARITIES
+    support: LabelMaps | None = None
 
     @property
     def size(self) -> tuple[int, int]:

@@ -7,6 +7,8 @@ ImageInput (rgb, depth in metres, K) -> downsample by cfg.work_downsample -> edg
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 
@@ -14,6 +16,7 @@ from models.geometric.config import GeometricConfig
 from models.geometric.embedding import BACKEND, LabelMaps
 from models.geometric.features import compute_features, default_camera_matrix, downsample_depth
 from models.geometric.kernels import warm_up
+from models.geometric.objects import split_clusters
 from models.geometric.quality import evidence_map, level_scores, prefer_clusters
 from models.geometric.regions import WorkLabels, build_work_labels
 from models.geometric.support import cluster_jumps, clusters, fill_cluster_holes, support_mask, with_clusters
@@ -75,30 +78,60 @@ class GeometricEncoder:
         feats = compute_features(rgb_s, depth_s, k_s, cfg)
         min_px = max(4, cfg.min_region_px // (f * f))
         work = build_work_labels(feats, cfg, min_px, int(cfg.hole_max_frac * hs * ws))
-        is_cluster = None
-        if feats.has_depth and cfg.support_planes:
-            support = support_mask(feats.points, feats.valid, cfg)
-            jx, jy = cluster_jumps(feats.depth, cfg)
-            n_c, cl = clusters(feats.valid, support, jx, jy, max(min_px, cfg.cluster_min_px // (f * f)))
-            cl = fill_cluster_holes(cl, feats.valid, support, cfg.cluster_hole_px)
-            # parts become the LCCP objects (split by cluster), objects the clusters
-            lccp = work.object
-            ident = np.arange(int(lccp.max()) + 1, dtype=np.int32)
-            part_w, obj_lut, reg_lut, is_cluster = with_clusters(lccp, ident, work.region_lut, cl, n_c)
-            work = WorkLabels(part_w, obj_lut, reg_lut)
         evidence = evidence_map(feats, cfg.colour_step)
-        n_part = int(work.part.max()) + 1
-        part_to_object = work.object_lut[:n_part]
-        part_to_region = work.region_lut[part_to_object]
-        scores, areas_small = level_scores(
-            work.part, (np.arange(n_part, dtype=np.int32), part_to_object, part_to_region), evidence
-        )
-        if is_cluster is not None and cfg.prefer_clusters:
-            scores = prefer_clusters(scores, part_to_object, part_to_region, is_cluster)
-        areas = tuple((a * float(f * f)).astype(np.float32) for a in areas_small)
-
-        part = upsample_nearest(work.part, h, w)
         valid = depth > 0 if depth is not None else np.zeros((h, w), bool)
-        luts = (np.arange(n_part, dtype=np.int32), part_to_object, part_to_region)
-        data = LabelMaps(part, luts, scores, areas, valid, has_depth=depth is not None)
-        return ImageEmbedding(BACKEND, (h, w), data)
+        has_depth = depth is not None
+        if not (feats.has_depth and (cfg.support_planes or cfg.hybrid)):
+            data = _label_maps(work, None, evidence, valid, has_depth, f, (h, w), cfg)
+            return ImageEmbedding(BACKEND, (h, w), data)
+        sup_work, is_cluster = self._support_labels(feats, work, rgb_s, min_px, f)
+        sup = _label_maps(sup_work, is_cluster, evidence, valid, has_depth, f, (h, w), cfg)
+        if cfg.support_planes:
+            return ImageEmbedding(BACKEND, (h, w), sup)
+        data = _label_maps(work, None, evidence, valid, has_depth, f, (h, w), cfg)
+        return ImageEmbedding(BACKEND, (h, w), replace(data, support=sup))
+
+    def _support_labels(
+        self, feats, work: WorkLabels, rgb_s: np.ndarray, min_px: int, f: int
+    ) -> tuple[WorkLabels, np.ndarray]:
+        """Label maps of the support path (support.py, objects.py): parts = the LCCP objects split
+        by object, objects = the clusters split where a concave crease and a colour change agree,
+        regions = the clusters. Returns (labels, is_cluster per object)."""
+        cfg = self.config
+        support, fringe = support_mask(feats.points, feats.valid, cfg, feats.normals)
+        jx, jy = cluster_jumps(feats.depth, cfg)
+        n_c, cl = clusters(feats.valid, support, jx, jy, max(min_px, cfg.cluster_min_px // (f * f)), fringe)
+        cl = fill_cluster_holes(cl, feats.valid, support, cfg.cluster_hole_px)
+        region_of = None
+        if cfg.split_objects:  # touching objects: a concave crease where the colour changes
+            cl, region_of = split_clusters(cl, feats.concave, rgb_s, cfg)
+            n_c = len(region_of)
+        lccp = work.object
+        ident = np.arange(int(lccp.max()) + 1, dtype=np.int32)
+        part_w, obj_lut, reg_lut, is_cluster = with_clusters(lccp, ident, work.region_lut, cl, n_c, region_of)
+        return WorkLabels(part_w, obj_lut, reg_lut), is_cluster
+
+
+def _label_maps(
+    work: WorkLabels,
+    is_cluster: np.ndarray | None,
+    evidence: np.ndarray,
+    valid: np.ndarray,
+    has_depth: bool,
+    f: int,
+    size: tuple[int, int],
+    cfg: GeometricConfig,
+) -> LabelMaps:
+    """Scores, areas and the full-resolution part map of working-resolution labels."""
+    n_part = int(work.part.max()) + 1
+    part_to_object = work.object_lut[:n_part]
+    part_to_region = work.region_lut[part_to_object]
+    scores, areas_small = level_scores(
+        work.part, (np.arange(n_part, dtype=np.int32), part_to_object, part_to_region), evidence
+    )
+    if is_cluster is not None and cfg.prefer_clusters:
+        scores = prefer_clusters(scores, part_to_object, part_to_region, is_cluster)
+    areas = tuple((a * float(f * f)).astype(np.float32) for a in areas_small)
+    part = upsample_nearest(work.part, *size)
+    luts = (np.arange(n_part, dtype=np.int32), part_to_object, part_to_region)
+    return LabelMaps(part, luts, scores, areas, valid, has_depth=has_depth)

@@ -24,29 +24,58 @@ import numpy as np
 from models.geometric.config import GeometricConfig
 
 
-def support_mask(points: np.ndarray, valid: np.ndarray, cfg: GeometricConfig) -> np.ndarray:
-    """(h, w) bool: pixels on one of up to cfg.support_max_planes dominant planes.
+def support_mask(
+    points: np.ndarray, valid: np.ndarray, cfg: GeometricConfig, normals: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """((h, w) bool support, (h, w) bool fringe): pixels on up to cfg.support_max_planes
+    dominant planes, and the pixels just above them.
 
-    A plane counts when it holds at least cfg.support_min_frac of the valid pixels; a pixel is on
-    it within 3 x the plane's RMS residual, at least cfg.support_band_min_m and at most
-    cfg.support_band_m + cfg.support_band_quad * z² (sensor noise grows with z²).
+    A plane counts when one connected piece of it (after a 5x5 opening) holds at least
+    cfg.support_min_frac of the valid pixels: a table top, a floor, a wall. Why connected: on a
+    cluttered table the tops of several objects at one height (a lid, a bag, a cup rim) lie on one
+    plane and together can hold 8 % of the pixels; counting them as a support deleted those
+    objects (bench.real_accuracy, frame 00003). Of an accepted plane only the pieces holding at
+    least cfg.support_piece_frac are support. A pixel is on a plane within 3 x the plane's RMS
+    residual, at least cfg.support_band_min_m and at most cfg.support_band_m +
+    cfg.support_band_quad * z² (sensor noise grows with z²).
+
+    The fringe is what lies within cfg.support_fringe x that band of a support plane, near
+    (cfg.support_fringe_px) its support pixels: the noisy skin of a table at grazing angles that
+    bridges objects standing apart. Clusters do not grow through it, but take back their own
+    fringe pixels (`clusters`).
+
+    With normals, a pixel is on a plane only if its normal is also within cfg.support_normal_deg
+    of the plane's (or undefined): the lower centimetre of a can, a sphere or a box side lies
+    inside the band but faces sideways, and belongs to the object, not to the table.
+
     RANSAC runs with a fixed seed on every cfg.support_stride-th valid pixel, so the same frame
-    always gives the same planes.
+    always gives the same planes; a rejected plane's points are set aside and RANSAC tries again
+    (at most 2 x support_max_planes fits).
     """
     h, w = valid.shape
     flat = np.flatnonzero(valid.ravel())
     on = np.zeros(h * w, bool)
+    fringe = np.zeros(h * w, bool)
     if flat.size < 100:
-        return on.reshape(h, w)
+        return on.reshape(h, w), fringe.reshape(h, w)
     pts = points.reshape(-1, 3)[flat].astype(np.float64)
     z = pts[:, 2]
     band = cfg.support_band_m + cfg.support_band_quad * z * z
     sample = np.arange(0, flat.size, cfg.support_stride)
     free = np.ones(flat.size, bool)
     rng = np.random.default_rng(0)
-    for _ in range(cfg.support_max_planes):
+    accepted = 0
+    kernel = np.ones((5, 5), np.uint8)
+    nrm = None if normals is None else normals.reshape(-1, 3)[flat]
+    undefined = None if nrm is None else ~(nrm != 0).any(axis=1)
+    cos_max = float(np.cos(np.radians(cfg.support_normal_deg)))
+    cos_grow = float(np.cos(np.radians(cfg.support_grow_deg)))
+    near_kernel = np.ones((cfg.support_fringe_px, cfg.support_fringe_px), np.uint8)
+    for _ in range(2 * cfg.support_max_planes):
         idx = sample[free[sample]]
-        if idx.size < 50:
+        if idx.size > cfg.support_max_sample:  # hypotheses are scored on a bounded subsample
+            idx = idx[np.linspace(0, idx.size - 1, cfg.support_max_sample).astype(np.int64)]
+        if idx.size < 50 or accepted >= cfg.support_max_planes:
             break
         a = ransac_plane(pts[idx], cfg.support_ransac_m, cfg.support_iterations, rng)
         dist = np.abs(pts @ a[:3] + a[3])
@@ -54,15 +83,45 @@ def support_mask(points: np.ndarray, valid: np.ndarray, cfg: GeometricConfig) ->
         # (a clean depth map gets a thin band, a noisy sensor a wide one), within [min, band]
         core = dist[idx] < cfg.support_ransac_m
         rms = float(np.sqrt(np.mean(dist[idx][core] ** 2))) if core.any() else cfg.support_ransac_m
-        inl = free & (dist < np.clip(3.0 * rms, cfg.support_band_min_m, band))
-        if inl.sum() < cfg.support_min_frac * flat.size:
-            break
-        on[flat[inl]] = True
+        thr = np.clip(3.0 * rms, cfg.support_band_min_m, band)
+        inl = free & (dist < thr)
+        facing = None
+        if nrm is not None:
+            facing = np.abs(nrm @ a[:3].astype(np.float32))
+            inl &= (facing >= cos_max) | undefined
+        free &= ~(dist < cfg.support_ransac_m)  # explained either way: do not fit them again
+        img = np.zeros(h * w, np.uint8)
+        img[flat[inl]] = 1
+        # plane inliers in the middle of an object (a box's face parallel to the table) are
+        # specks or thin lines, not a support: an opening keeps only broad plane areas
+        img = cv2.morphologyEx(img.reshape(h, w), cv2.MORPH_OPEN, kernel)
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(img, connectivity=8, ltype=cv2.CV_32S)
+        areas = stats[:, cv2.CC_STAT_AREA].copy()
+        areas[0] = 0
+        if areas.max() < cfg.support_min_frac * flat.size:
+            continue
+        keep = areas >= cfg.support_piece_frac * flat.size
+        keep[0] = False
+        piece = keep[lab]
+        if nrm is not None and cfg.support_grow_m > 0:
+            # a real table is not a plane to a few millimetres (sensor warp at range): grow the
+            # piece over connected pixels facing the same way within support_grow_m of it
+            like = np.zeros(h * w, np.uint8)
+            close = (dist < cfg.support_grow_m) & (facing >= cos_grow) & (free | inl)
+            like[flat[close]] = 1
+            like = like.reshape(h, w) | piece.view(np.uint8)
+            _, grown, _, _ = cv2.connectedComponentsWithStats(like, connectivity=4, ltype=cv2.CV_32S)
+            hit = np.zeros(int(grown.max()) + 1, bool)
+            hit[grown[piece]] = True
+            hit[0] = False
+            piece = hit[grown]
+        on |= piece.ravel()
+        near = cv2.dilate(piece.view(np.uint8), near_kernel).view(bool).ravel()
+        fringe[flat[dist < cfg.support_fringe * thr]] |= near[flat[dist < cfg.support_fringe * thr]]
         free &= ~inl
-    # plane inliers sitting in the middle of an object (a box's face parallel to the table) are
-    # single specks or thin lines, not a support: an opening keeps only broad plane areas
-    out = on.reshape(h, w).view(np.uint8)
-    return cv2.morphologyEx(out, cv2.MORPH_OPEN, np.ones((5, 5), np.uint8)).view(bool) & valid
+        accepted += 1
+    on = on.reshape(h, w) & valid
+    return on, fringe.reshape(h, w) & valid & ~on
 
 
 def ransac_plane(pts: np.ndarray, threshold: float, iterations: int, rng: np.random.Generator) -> np.ndarray:
@@ -107,13 +166,18 @@ def cluster_jumps(depth: np.ndarray, cfg: GeometricConfig) -> tuple[np.ndarray, 
 
 
 def clusters(
-    valid: np.ndarray, support: np.ndarray, jump_x: np.ndarray, jump_y: np.ndarray, min_px: int
+    valid: np.ndarray,
+    support: np.ndarray,
+    jump_x: np.ndarray,
+    jump_y: np.ndarray,
+    min_px: int,
+    fringe: np.ndarray | None = None,
 ) -> tuple[int, np.ndarray]:
     """Components of the off-support valid pixels, 4-connected unless a depth jump separates them.
 
-    Both pixels of a jump are cut, then handed back (up to 2 px) to the nearest cluster, which
-    keeps thin rims. Components smaller than min_px are dropped (label 0). Returns (count incl. 0,
-    labels).
+    Both pixels of a jump (and the support's fringe, support_mask) are cut, then handed back (up
+    to 3 px) to the nearest cluster, which keeps thin rims and an object's base. Components
+    smaller than min_px are dropped (label 0). Returns (count incl. 0, labels).
     """
     free = valid & ~support
     cut = np.zeros_like(free)
@@ -121,6 +185,8 @@ def clusters(
     cut[:, :-1] |= jump_x
     cut[1:] |= jump_y
     cut[:-1] |= jump_y
+    if fringe is not None:
+        cut |= fringe
     core = free & ~cut
     # one erosion breaks the thin bridges that a support's noisy fringe (just above the plane
     # band) makes between neighbouring objects; the eroded rim is handed back below
@@ -146,7 +212,12 @@ def clusters(
 
 
 def with_clusters(
-    part: np.ndarray, object_lut: np.ndarray, region_lut: np.ndarray, cluster: np.ndarray, n_cluster: int
+    part: np.ndarray,
+    object_lut: np.ndarray,
+    region_lut: np.ndarray,
+    cluster: np.ndarray,
+    n_cluster: int,
+    cluster_region: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Re-level the label maps so that every object cluster is one "object".
 
@@ -155,7 +226,10 @@ def with_clusters(
     region := the cluster again for clusters (its surroundings are a support, not the object);
               else the old region
     The levels still nest. Args: part (h, w) int32 with LUTs over it (regions.WorkLabels);
-    cluster (h, w) int32 from `clusters`, already extended over sensor holes.
+    cluster (h, w) int32 from `clusters` (or the objects of objects.split_clusters), already
+    extended over sensor holes; cluster_region (n_cluster + 1,) the region of each cluster
+    (objects.split_clusters' cluster_of: the objects of one cluster share its region), default
+    each cluster its own.
     Returns (part, object_lut, region_lut, is_cluster_object (n_object,) bool).
     """
     n_old_part = len(object_lut)
@@ -181,7 +255,8 @@ def with_clusters(
     is_cluster[obj_renumber[obj_ids]] = obj_ids <= n_cluster
     region = np.zeros(n_obj, np.int64)
     for_old = obj_ids > n_cluster
-    region[obj_renumber[obj_ids[~for_old]]] = obj_ids[~for_old]
+    own = obj_ids[~for_old]
+    region[obj_renumber[own]] = own if cluster_region is None else cluster_region[own]
     region[obj_renumber[obj_ids[for_old]]] = n_cluster + region_lut[obj_ids[for_old] - n_cluster]
     region[0] = 0
     reg_used = np.zeros(int(region.max()) + 1, bool)
@@ -192,32 +267,56 @@ def with_clusters(
 
 
 def fill_cluster_holes(
-    labels: np.ndarray, valid: np.ndarray, support: np.ndarray, near_px: float, enclosed_frac: float = 0.9
+    labels: np.ndarray,
+    valid: np.ndarray,
+    support: np.ndarray,
+    near_px: float,
+    enclosed_frac: float = 0.9,
+    neck_px: int = 3,
 ) -> np.ndarray:
     """Give sensor holes to clusters: pixels within near_px of a cluster (misregistration, a
     silhouette's missing rim) and whole holes whose rim is at least enclosed_frac one cluster
     (a dark or shiny patch on the object). Support pixels enclosed by one cluster join it too
     (the inside of a bowl is at table height). Shadows next to an object on its support touch
-    the support, so they stay out. Returns new labels."""
+    the support, so they stay out. The test is made twice: on the holes as they are, and on the
+    holes eroded by neck_px, so that a bowl's inside that touches the table through a thin neck
+    (its front lip sinks into the plane band) still counts as enclosed; the eroded margin goes
+    back to the cluster that took the hole. Returns new labels."""
     near_only = ~valid
     valid = valid & ~support
     holes = ~valid
     if not holes.any() or not (labels > 0).any():
         return labels
     out = labels.copy()
-    n_h, hole_id = cv2.connectedComponents(holes.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
-    ring = cv2.dilate(holes.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool) & valid
-    # the hole each rim pixel borders (max over its 3x3 neighbourhood of hole ids)
-    near_hole = cv2.dilate(hole_id.astype(np.float32), np.ones((3, 3), np.uint8)).astype(np.int64)
     n_lab = int(labels.max()) + 1
-    hid, lab = near_hole[ring], labels[ring].astype(np.int64)
-    counts = np.bincount(hid * n_lab + lab, minlength=n_h * n_lab).reshape(n_h, n_lab)
-    total = counts.sum(1)
-    best = counts[:, 1:].argmax(1) + 1
-    share = counts[np.arange(n_h), best] / np.maximum(total, 1)
-    fill = np.where((share >= enclosed_frac) & (total > 0), best, 0)
-    fill[0] = 0
-    out = np.where(holes & (fill[hole_id] > 0), fill[hole_id], out).astype(np.int32)
+    for erode in sorted({0, neck_px}):
+        core = holes
+        if erode:
+            core = cv2.erode(holes.view(np.uint8), np.ones((2 * erode + 1,) * 2, np.uint8)).view(bool)
+        reach = np.ones((2 * erode + 3,) * 2, np.uint8)
+        n_h, hole_id = cv2.connectedComponents(core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S)
+        ring = cv2.dilate(core.view(np.uint8), reach).view(bool) & valid
+        # the hole each rim pixel borders (max over its neighbourhood of hole ids)
+        near_hole = cv2.dilate(hole_id.astype(np.float32), reach).astype(np.int64)
+        hid, lab = near_hole[ring], labels[ring].astype(np.int64)
+        counts = np.bincount(hid * n_lab + lab, minlength=n_h * n_lab).reshape(n_h, n_lab)
+        total = counts.sum(1)
+        best = counts[:, 1:].argmax(1) + 1
+        share = counts[np.arange(n_h), best] / np.maximum(total, 1)
+        # enclosed by clusters, most of the rim one of them (a bowl whose front wall is a
+        # cluster of its own: the inside goes to the bowl)
+        enclosed = counts[:, 1:].sum(1) / np.maximum(total, 1) >= enclosed_frac
+        fill = np.where(enclosed & (share >= 0.6) & (total > 0), best, 0)
+        fill[0] = 0
+        taken = core & (fill[hole_id] > 0) & (out == 0)
+        out[taken] = fill[hole_id[taken]]
+        if erode and taken.any():  # the eroded margin around a taken hole goes with it
+            dist, nearest = cv2.distanceTransformWithLabels(
+                (~taken).view(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
+            )
+            margin = holes & ~core & (out == 0) & (dist <= erode + 1)
+            out[margin] = out.ravel()[np.flatnonzero(taken)][nearest[margin] - 1]
+    out = out.astype(np.int32)
     seeds = out > 0
     dist, nearest = cv2.distanceTransformWithLabels(
         (~seeds).view(np.uint8), cv2.DIST_L2, 3, labelType=cv2.DIST_LABEL_PIXEL
