@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -290,18 +289,22 @@ def test_real_kinect_depth_with_holes_lifts_to_a_plausible_segment() -> None:
     assert valid.min() - 0.05 <= seg.centroid[2] <= valid.max() + 0.05
 
 
-def test_large_masks_stay_fast() -> None:
-    """A loose bound (4x the 25 ms target) that catches O(frame) or O(N^2) regressions on a shared CPU."""
+def test_large_masks_reach_open3d_as_a_bounded_number_of_voxels() -> None:
+    """What keeps a large mask's lift fast (its time is bench.pipeline_latency's, not a test's):
+    Open3D's outlier removal and DBSCAN see about max_voxels voxels, however many pixels the
+    mask has, and the voxels still carry every pixel (counts) for the exact centroid."""
+    from engine.lift import _backproject, _voxelize
+
     depth = cv2.imread(str(DATA / "livingroom1_micro" / "depth" / "00100.png"), cv2.IMREAD_UNCHANGED)
     depth = depth.astype(np.float32) / 1000.0
     yy, xx = np.mgrid[:480, :640]
-    mask = (xx - 320) ** 2 + (yy - 240) ** 2 <= 100_000 / np.pi
-    times = []
-    for _ in range(7):
-        start = time.perf_counter()
-        lift_mask(mask, depth, K, Pose.identity(), anchor_xy=(320.0, 240.0))
-        times.append(time.perf_counter() - start)
-    assert np.median(times) < 0.1
+    config = LiftConfig()
+    for area in (2_000, 30_000, 100_000, 300_000):
+        mask = (xx - 320) ** 2 + (yy - 240) ** 2 <= area / np.pi
+        points = _backproject(mask, depth, K)
+        voxels = _voxelize(points, K, config)
+        assert len(voxels.counts) <= 1.25 * config.max_voxels, (area, len(voxels.counts))
+        assert int(voxels.counts.sum()) == points.shape[1]
 
 
 TORCH_THEN_OPEN3D = """
