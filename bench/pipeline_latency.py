@@ -8,11 +8,15 @@ Two measurements, one run:
 2. prompt-to-result over a real loopback WebSocket while streaming 640x480 at 15 fps, with the
    engine in its own process (`xrseg serve`) as in production.
 
+Each measurement is repeated (`--runs`, default 3): the figures are pooled over the runs (n >= 100
+for every p95) with each run's own p50 / p95 beside them, so the spread between runs shows.
+
 Writes bench/results/pipeline_latency.json and pipeline_latency.png.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import secrets
@@ -70,7 +74,10 @@ def measure_in_process(frames: list[RGBDFrame], model_name: str) -> dict:
                 lift_ms.append((stamps.lift - stamps.decode) * 1000)
         encode_ms.append((t1 - t0) * 1000)
     skip = 3
+    raw = {"encode_ms": encode_ms[skip:], "clean_plus_lift_ms": lift_ms[skip * 3 :],
+           "segment_plus_lift_ms": first_ms[skip:], "decode_plus_lift_reusing_embedding_ms": reuse_ms[skip * 2 :]}  # fmt: skip
     return {
+        "_raw": raw,
         "model": model_name,
         "path": "Pipeline.answer as the session calls it",
         "mask_cleaning": clean_on,
@@ -126,11 +133,33 @@ async def measure_websocket(frames: list[RGBDFrame], script: GazeScript, fps: fl
     }
 
 
+STAGES = ["encode_ms", "decode_plus_lift_reusing_embedding_ms", "clean_plus_lift_ms", "segment_plus_lift_ms"]
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--frame-step", type=int, default=2, help="in-process: every n-th frame of the sequence")
+    args = parser.parse_args()
     path, frames, script = load_frames(DemoConfig(out=Path("unused")))
-    in_process = measure_in_process(frames[::4], "geometric")
-    ws = asyncio.run(measure_websocket(frames, script, fps=15.0, prompt_every=3))
-    latencies = ws.pop("_latencies")
+    runs_in, runs_ws, pooled_in, pooled_ws = [], [], {s: [] for s in STAGES}, []
+    for run in range(args.runs):
+        one = measure_in_process(frames[:: args.frame_step], "geometric")
+        for stage, values in one.pop("_raw").items():
+            pooled_in[stage].extend(values)
+        runs_in.append(one)
+        ws_run = asyncio.run(measure_websocket(frames, script, fps=15.0, prompt_every=3))
+        pooled_ws.extend(ws_run.pop("_latencies"))
+        runs_ws.append(ws_run)
+        print(f"run {run + 1}: segment+lift p50/p95 {one['segment_plus_lift_ms']['p50']}/"
+              f"{one['segment_plus_lift_ms']['p95']} ms; websocket p50/p95 {ws_run['prompt_to_result_ms']['p50']}/"
+              f"{ws_run['prompt_to_result_ms']['p95']} ms", flush=True)  # fmt: skip
+    in_process = {**{k: v for k, v in runs_in[0].items() if k not in STAGES}, "runs": args.runs,
+                  **{stage: percentiles(pooled_in[stage]) for stage in STAGES},
+                  "per_run": [{stage: r[stage] for stage in STAGES} for r in runs_in]}  # fmt: skip
+    ws = {"fps": 15.0, "prompt_every": 3, "runs": args.runs, "prompt_to_result_ms": percentiles(pooled_ws),
+          "per_run": runs_ws}  # fmt: skip
+    latencies = pooled_ws
     payload = {
         "machine": machine(),
         "sequence": str(path) if path else "synthetic",
@@ -146,7 +175,7 @@ def main() -> None:
     }
     out = write_json("pipeline_latency.json", payload)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    stages = ["encode_ms", "decode_plus_lift_reusing_embedding_ms", "clean_plus_lift_ms", "segment_plus_lift_ms"]
+    stages = STAGES
     axes[0].bar([s.replace("_ms", "") for s in stages], [in_process[s]["p50"] for s in stages], label="p50")
     axes[0].bar([s.replace("_ms", "") for s in stages], [in_process[s]["p95"] - in_process[s]["p50"] for s in stages],
                 bottom=[in_process[s]["p50"] for s in stages], alpha=0.5, label="p95")
@@ -158,7 +187,7 @@ def main() -> None:
     axes[1].hist(latencies, bins=30)
     axes[1].axvline(100, color="r", ls="--", lw=1, label="100 ms target")
     axes[1].set_xlabel("prompt-to-result ms")
-    axes[1].set_title(f"WebSocket loopback, streaming {ws['fps']:.0f} fps")
+    axes[1].set_title(f"WebSocket loopback, streaming {ws['fps']:.0f} fps ({args.runs} runs pooled)")
     axes[1].legend()
     fig.tight_layout()
     fig.savefig(RESULTS / "pipeline_latency.png", dpi=110)
