@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import secrets
@@ -118,7 +119,7 @@ def _free_port() -> int:
 def _start_engine(
     model: str, checkpoint: Path | None, policy: BenchPolicy
 ) -> tuple[subprocess.Popen, int, str, list[str]]:
-    port, token = _free_port(), secrets.token_urlsafe(8)
+    port, token = _free_port(), secrets.token_hex(8)  # hex: never starts with "-" (argparse)
     cmd = [sys.executable, "-m", "bench.streaming", "serve", "--model", model, "--policy", str(policy)]
     cmd += ["--port", str(port), "--token", token]
     if checkpoint is not None:
@@ -364,7 +365,10 @@ async def run(
     policies: tuple[BenchPolicy, ...],
     specs: list[SequenceSpec],
     order_seed: int,
+    partial: Path | None = None,
 ) -> dict:
+    """Rounds of every policy in a random order; each finished run is also appended to `partial`
+    (JSON lines), so a crash late in a long run loses one run, not all."""
     rng = random.Random(order_seed)
     runs: dict[str, list[dict]] = {m: [] for m in models}
     for spec in specs:
@@ -377,6 +381,9 @@ async def run(
                 r = await stream_once(name, checkpoint, policy, seq)
                 r["order"] = [str(p) for p in order]
                 runs[name].append(r)
+                if partial is not None:
+                    with partial.open("a") as f:
+                        f.write(json.dumps({"model": name, **r}) + "\n")
                 print(
                     f"  answered {r['answered']}/{r['prompts_sent']} ({r['answered_per_s']}/s), dropped "
                     f"{r['dropped_overloaded']}, p50/p95 with drops {r['latency_with_drops_ms']['p50']}/"
@@ -448,7 +455,10 @@ def main() -> None:
         models: dict[str, Path | None] = {}
         for name in args.models.split(","):
             models[name] = mobile_sam_checkpoint(Path(tmp)) if name == "mobile_sam" else None
-        results = asyncio.run(run(models, policies, specs, args.order_seed))
+        partial = RESULTS / f"{args.out}.partial.jsonl"
+        partial.unlink(missing_ok=True)
+        results = asyncio.run(run(models, policies, specs, args.order_seed, partial))
+        partial.unlink(missing_ok=True)
     payload = {
         "machine": machine(),
         "sequence": {
