@@ -24,7 +24,8 @@ of the prompt's own frame (the object under the true gaze point there). Runs are
 renders one held-out seed and runs every policy on it in a random order (load hits all arms alike;
 comparisons are paired by seed). Medians over runs with [min, max] ranges.
 
-    python -m bench.streaming [--runs 5] [--models geometric,mobile_sam] [--frames 120]
+    python -m bench.streaming [--runs 5] [--models geometric,mobile_sam] [--frames 120] [--arc-deg 60]
+        [--policies scheduled,latest,newest,every_frame] [--out streaming]
 
 Writes bench/results/streaming.json and streaming.png.
 """
@@ -441,6 +442,12 @@ def main() -> None:
     child.add_argument("--token", required=True)
     parser.add_argument("--runs", type=int, default=5, help="rounds; round r streams held-out seed 1000 + r")
     parser.add_argument("--frames", type=int, default=120, help="frames per sequence (15 fps)")
+    parser.add_argument(
+        "--arc-deg",
+        type=float,
+        default=60.0,
+        help="camera orbit over the sequence (60: 7.5 deg/s at 120 frames)",
+    )
     parser.add_argument("--models", default="geometric", help="comma-separated: geometric, mobile_sam")
     parser.add_argument("--policies", default=",".join(str(p) for p in POLICIES))
     parser.add_argument("--order-seed", type=int, default=0, help="seed of the random policy order per round")
@@ -450,7 +457,7 @@ def main() -> None:
         asyncio.run(serve(args.model, args.checkpoint, BenchPolicy(args.policy), args.port, args.token))
         return
     policies = tuple(BenchPolicy(p) for p in args.policies.split(","))
-    specs = [SequenceSpec(FIRST_SEED + r, frames=args.frames) for r in range(args.runs)]
+    specs = [SequenceSpec(FIRST_SEED + r, frames=args.frames, arc_deg=args.arc_deg) for r in range(args.runs)]
     with tempfile.TemporaryDirectory(prefix="xrseg-bench-") as tmp:
         models: dict[str, Path | None] = {}
         for name in args.models.split(","):
