@@ -79,6 +79,16 @@ ENGINE_POLICY = {
 }
 
 
+STAGES = {
+    "queue_and_frame_decode": ("receive", "frame_decode"),
+    "keyframe_wait": ("frame_decode", "encode"),
+    "decoder": ("encode", "decode"),
+    "map_back_clean_lift": ("decode", "lift"),
+    "to_send": ("lift", "send"),
+}
+"""Engine stages from a result's StageTimestamps (engine/core/results.py): name -> (from, to)."""
+
+
 @dataclass
 class RunRecord:
     sent: dict[int, float] = field(default_factory=dict)
@@ -225,6 +235,16 @@ def summarise(policy, seq, record, stats, stream_s, window_s, cutoff, late, load
         union = np.logical_or(mask, truth).sum()
         ious.append(float(np.logical_and(mask, truth).sum() / union) if union else 0.0)
     iou = np.asarray(ious)
+    # Engine stages of fresh answers (held answers carry their speculation's earlier stamps).
+    stages: dict[str, list[float]] = {k: [] for k in STAGES}
+    for r in results.values():
+        t = r.result.timestamps
+        if t.receive is None or t.encode is None or t.encode < t.receive:
+            continue
+        for name, (a, b) in STAGES.items():
+            start, end = getattr(t, a), getattr(t, b)
+            if start is not None and end is not None:
+                stages[name].append((end - start) * 1000)
     per_sent = np.concatenate([iou, np.zeros(len(record.sent) - len(iou))])  # unanswered count as 0
     return {
         "policy": str(policy),
@@ -255,6 +275,7 @@ def summarise(policy, seq, record, stats, stream_s, window_s, cutoff, late, load
             if per_sent.size
             else None,
         },
+        "fresh_answer_stages_ms": {k: percentiles(v) for k, v in stages.items()},
         "answered_from_an_older_keyframe": sum(
             r.result.keyframe_id != r.result.frame_id for r in results.values()
         ),
