@@ -127,22 +127,30 @@ def render(spec: SequenceSpec) -> GazeSequence:
         np.savez_compressed(tmp, rgb=rgb, depth=depth, ids=ids, depth0=depth0)
         tmp.replace(path)
     frames = [RGBDFrame(i, rgb[i], depth[i], intrinsics, 1000.0, poses[i], 0.0) for i in range(spec.frames)]
-    # Gaze anchors: for each object visible on frame 0 (largest first), its most interior pixel, in 3D.
+    # Gaze anchors: for each object visible on the first frame that shows one of >= 1500 px (frame 0
+    # unless the camera starts looking past the objects), largest first, its most interior pixel in 3D.
     k = intrinsics.matrix
     candidates = [o.object_id for o in scene.objects if not o.is_structure]
-    areas = {oid: int((ids[0] == oid).sum()) for oid in candidates}
-    targets = [oid for oid in sorted(candidates, key=lambda o: -areas[o]) if areas[oid] >= 1500]
-    if not targets:
-        raise RuntimeError(
-            f"scene {spec.seed}: no object of >= 1500 px on the first frame; pick another seed"
-        )
+    for f0 in range(spec.frames):
+        areas = {oid: int((ids[f0] == oid).sum()) for oid in candidates}
+        targets = [oid for oid in sorted(candidates, key=lambda o: -areas[o]) if areas[oid] >= 1500]
+        if targets:
+            break
+    else:
+        raise RuntimeError(f"scene {spec.seed}: no object of >= 1500 px on any frame; pick another seed")
     anchors = []
     for oid in targets:
-        inside = cv2.distanceTransform((ids[0] == oid).astype(np.uint8), cv2.DIST_L2, 5)
+        inside = cv2.distanceTransform((ids[f0] == oid).astype(np.uint8), cv2.DIST_L2, 5)
         y, x = np.unravel_index(int(np.argmax(inside)), inside.shape)
-        z = float(depth0[y, x])
+        if f0 == 0:
+            z = float(depth0[y, x])  # exact depth
+        else:  # the sensor's depth there, or the object's median where the sensor has a hole
+            z = (
+                depth[f0][y, x] / 1000.0
+                or float(np.median(depth[f0][(ids[f0] == oid) & (depth[f0] > 0)])) / 1000.0
+            )
         xyz_cam = np.linalg.inv(k) @ np.array([x, y, 1.0]) * z
-        anchors.append((poses[0].matrix @ np.append(xyz_cam, 1.0))[:3])
+        anchors.append((poses[f0].matrix @ np.append(xyz_cam, 1.0))[:3])
     h, w = ids.shape[1:]
     gaze = np.full((spec.frames, 2), np.nan)
     truth = np.full(spec.frames, -2, np.int32)
