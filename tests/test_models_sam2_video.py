@@ -70,13 +70,11 @@ def tiny_video_config() -> Sam2VideoConfig:
     )
 
 
-@pytest.fixture(scope="module")
-def tiny():
-    torch.set_num_threads(1)
-    torch.manual_seed(3)
+def tiny_video_net(seed: int) -> Sam2VideoModel:
+    """A tiny SAM 2 video model with random weights and non-zero learned constants (no-memory,
+    no-object, temporal encodings are zeros at init), so a step that skips one of them shows."""
+    torch.manual_seed(seed)
     net = Sam2VideoModel(tiny_video_config()).eval()
-    # Non-zero learned constants (no-memory, no-object, temporal encodings are zeros at init),
-    # so a step that skips one of them shows.
     with torch.no_grad():
         for p in (
             net.no_memory_embedding,
@@ -86,7 +84,13 @@ def tiny():
             net.no_memory_positional_encoding,
         ):
             p.normal_(0, 0.2)
-    return net, None
+    return net
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.set_num_threads(1)
+    return tiny_video_net(3), None
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from transformers import Sam2VideoModel
 
 from clients.sources.synthetic import (
     DepthDegradation,
@@ -32,7 +31,7 @@ from models.geometric import build_geometric
 from models.interfaces import ImageInput, PromptInput
 from models.sam2.video import Sam2VideoTracker, video_processor
 from tests.session_inbox import offer, open_session
-from tests.test_models_sam2_video import S, tiny_video_config
+from tests.test_models_sam2_video import S, tiny_video_net
 
 K = default_intrinsics(320, 240, 262.5, 262.5)
 
@@ -47,19 +46,10 @@ def frames():
 
 @pytest.fixture(scope="module")
 def tracker() -> Sam2VideoTracker:
-    torch.manual_seed(5)
-    net = Sam2VideoModel(tiny_video_config()).eval()
-    with torch.no_grad():  # non-zero learned constants (zeros at init), as in test_models_sam2_video
-        for p in (
-            net.no_memory_embedding,
-            net.no_object_pointer,
-            net.memory_temporal_positional_encoding,
-            net.occlusion_spatial_embedding_parameter,
-            net.no_memory_positional_encoding,
-        ):
-            p.normal_(0, 0.2)
-        # Random weights call every object absent (empty masks); a confident object-score head makes
-        # the tracked masks depend on the memory, so a wrongly wired memory shows in them.
+    net = tiny_video_net(5)
+    # Random weights call every object absent (empty masks); a confident object-score head makes
+    # the tracked masks depend on the memory, so a wrongly wired memory shows in them.
+    with torch.no_grad():
         net.mask_decoder.pred_obj_score_head.proj_out.bias.fill_(4.0)
     return Sam2VideoTracker("sam2-tiny-video", net, video_processor(None, S))
 
