@@ -214,6 +214,31 @@ def boundary_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first_x, first_y
 
 
+@numba.njit(**_JIT)
+def plane_counts(pts: np.ndarray, normal: np.ndarray, d: np.ndarray, threshold: float) -> np.ndarray:
+    """support.ransac_plane's hypothesis scores: for every plane j, how many points lie within
+    threshold of it (|pts @ normal[j] + d[j]| < threshold).
+
+    Why: NumPy scores all hypotheses at once through an (n_points, n_planes) float64 matrix and
+    three more of its size (~4 MB each, fresh pages every call); here each distance lives in a
+    register. The sum is x nx + y ny + z nz + d left to right without FMA (numba does not
+    contract without fastmath); BLAS may fuse, so single distances can differ in the last bit
+    (<= 1e-15 m) and a count only for a point that close to the threshold: on the real frames the
+    counts are equal (tests/test_geometric_kernels.py compares them with the matrix product).
+    """
+    n = pts.shape[0]
+    m = normal.shape[0]
+    counts = np.zeros(m, np.int64)
+    for j in range(m):
+        nx, ny, nz, dj = normal[j, 0], normal[j, 1], normal[j, 2], d[j]
+        c = 0
+        for i in range(n):
+            if abs(pts[i, 0] * nx + pts[i, 1] * ny + pts[i, 2] * nz + dj) < threshold:
+                c += 1
+        counts[j] = c
+    return counts
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel now, on tiny inputs."""
     labels = np.zeros((4, 4), np.int32)
@@ -223,6 +248,7 @@ def warm_up() -> None:
     cum = np.zeros((4, 4), np.int32)
     snap_kernel(labels, flags, flags, xyz, xyz, 1)
     boundary_pairs(labels)
+    plane_counts(np.zeros((4, 3)), np.zeros((2, 3)), np.zeros(2), 1.0)
     patch_sums(labels, flags, xyz, xyz, np.zeros((4, 4, 3), np.uint8), 1)
     one = np.float32(1)
     crease_ridges(plane, plane, plane, flags, plane, cum, cum, plane, plane, plane, 1, one, one)
