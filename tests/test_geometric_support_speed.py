@@ -12,8 +12,8 @@ import pytest
 from clients.sources.synthetic import DepthDegradation, make_scene, render_frame
 from models.geometric import GeometricConfig
 from models.geometric.features import compute_features, downsample_depth
-from models.geometric.kernels import plane_counts
-from models.geometric.support import ransac_plane
+from models.geometric.kernels import plane_counts, plane_distance
+from models.geometric.support import ransac_plane, support_mask
 
 # ----------------------------------------------------------------------------- NumPy references
 
@@ -36,6 +36,81 @@ def ransac_plane_reference(pts, threshold, iterations, rng):
     _, _, vt = np.linalg.svd(inl - centre, full_matrices=False)
     nrm = vt[2]
     return np.array([*nrm, -float(nrm @ centre)])
+
+
+def support_mask_reference(
+    points, valid, cfg, normals=None
+):
+    h, w = valid.shape
+    flat = np.flatnonzero(valid.ravel())
+    on = np.zeros(h * w, bool)
+    fringe = np.zeros(h * w, bool)
+    if flat.size < 100:
+        return on.reshape(h, w), fringe.reshape(h, w)
+    pts = points.reshape(-1, 3)[flat].astype(np.float64)
+    z = pts[:, 2]
+    band = cfg.support_band_m + cfg.support_band_quad * z * z
+    sample = np.arange(0, flat.size, cfg.support_stride)
+    free = np.ones(flat.size, bool)
+    rng = np.random.default_rng(0)
+    accepted = 0
+    kernel = np.ones((5, 5), np.uint8)
+    nrm = None if normals is None else normals.reshape(-1, 3)[flat]
+    undefined = None if nrm is None else ~(nrm != 0).any(axis=1)
+    cos_max = float(np.cos(np.radians(cfg.support_normal_deg)))
+    cos_grow = float(np.cos(np.radians(cfg.support_grow_deg)))
+    near_kernel = np.ones((cfg.support_fringe_px, cfg.support_fringe_px), np.uint8)
+    for _ in range(2 * cfg.support_max_planes):
+        idx = sample[free[sample]]
+        if idx.size > cfg.support_max_sample:  # hypotheses are scored on a bounded subsample
+            idx = idx[np.linspace(0, idx.size - 1, cfg.support_max_sample).astype(np.int64)]
+        if idx.size < 50 or accepted >= cfg.support_max_planes:
+            break
+        a = ransac_plane_reference(pts[idx], cfg.support_ransac_m, cfg.support_iterations, rng)
+        dist = np.abs(pts @ a[:3] + a[3])
+        # the band follows the plane's own noise: 3 x the RMS residual of its RANSAC inliers
+        # (a clean depth map gets a thin band, a noisy sensor a wide one), within [min, band]
+        core = dist[idx] < cfg.support_ransac_m
+        rms = float(np.sqrt(np.mean(dist[idx][core] ** 2))) if core.any() else cfg.support_ransac_m
+        thr = np.clip(3.0 * rms, cfg.support_band_min_m, band)
+        inl = free & (dist < thr)
+        facing = None
+        if nrm is not None:
+            facing = np.abs(nrm @ a[:3].astype(np.float32))
+            inl &= (facing >= cos_max) | undefined
+        free &= ~(dist < cfg.support_ransac_m)  # explained either way: do not fit them again
+        img = np.zeros(h * w, np.uint8)
+        img[flat[inl]] = 1
+        # plane inliers in the middle of an object (a box's face parallel to the table) are
+        # specks or thin lines, not a support: an opening keeps only broad plane areas
+        img = cv2.morphologyEx(img.reshape(h, w), cv2.MORPH_OPEN, kernel)
+        _, lab, stats, _ = cv2.connectedComponentsWithStats(img, connectivity=8, ltype=cv2.CV_32S)
+        areas = stats[:, cv2.CC_STAT_AREA].copy()
+        areas[0] = 0
+        if areas.max() < cfg.support_min_frac * flat.size:
+            continue
+        keep = areas >= cfg.support_piece_frac * flat.size
+        keep[0] = False
+        piece = keep[lab]
+        if nrm is not None and cfg.support_grow_m > 0:
+            # a real table is not a plane to a few millimetres (sensor warp at range): grow the
+            # piece over connected pixels facing the same way within support_grow_m of it
+            like = np.zeros(h * w, np.uint8)
+            close = (dist < cfg.support_grow_m) & (facing >= cos_grow) & (free | inl)
+            like[flat[close]] = 1
+            like = like.reshape(h, w) | piece.view(np.uint8)
+            _, grown, _, _ = cv2.connectedComponentsWithStats(like, connectivity=4, ltype=cv2.CV_32S)
+            hit = np.zeros(int(grown.max()) + 1, bool)
+            hit[grown[piece]] = True
+            hit[0] = False
+            piece = hit[grown]
+        on |= piece.ravel()
+        near = cv2.dilate(piece.view(np.uint8), near_kernel).view(bool).ravel()
+        fringe[flat[dist < cfg.support_fringe * thr]] |= near[flat[dist < cfg.support_fringe * thr]]
+        free &= ~inl
+        accepted += 1
+    on = on.reshape(h, w) & valid
+    return on, fringe.reshape(h, w) & valid & ~on
 
 
 # ----------------------------------------------------------------------------- fixtures
@@ -67,7 +142,7 @@ def test_plane_counts_equal_the_matrix_product(seed: int) -> None:
     d = rng.normal(0, 0.5, 50)
     want = (np.abs(pts @ normal.T + d) < 0.3).sum(axis=0)
     assert want.min() > 0 and want.max() < len(pts)  # both sides of the threshold are taken
-    np.testing.assert_array_equal(plane_counts(pts, normal, d, 0.3), want)
+    np.testing.assert_array_equal(plane_counts(np.ascontiguousarray(pts.T), normal, d, 0.3), want)
 
 
 def test_ransac_plane_equals_the_numpy_reference_on_a_real_frame(frame_features) -> None:
@@ -78,3 +153,22 @@ def test_ransac_plane_equals_the_numpy_reference_on_a_real_frame(frame_features)
         got = ransac_plane(sub, cfg.support_ransac_m, cfg.support_iterations, np.random.default_rng(start))
         want = ransac_plane_reference(sub, cfg.support_ransac_m, cfg.support_iterations, np.random.default_rng(start))
         np.testing.assert_array_equal(got, want)
+
+
+def test_plane_distance_is_the_matrix_product_to_the_last_bit() -> None:
+    rng = np.random.default_rng(4)
+    pts = rng.normal(0, 2, (5000, 3))
+    plane = np.array([0.6, 0.0, 0.8, -1.5])
+    want = np.abs(pts @ plane[:3] + plane[3])
+    np.testing.assert_allclose(plane_distance(np.ascontiguousarray(pts.T), plane), want, rtol=0, atol=1e-14)
+
+
+@pytest.mark.parametrize("with_normals", [False, True])
+def test_support_mask_equals_the_numpy_reference_on_a_real_frame(frame_features, with_normals: bool) -> None:
+    feats, _, cfg = frame_features
+    normals = feats.normals if with_normals else None
+    got = support_mask(feats.points, feats.valid, cfg, normals)
+    want = support_mask_reference(feats.points, feats.valid, cfg, normals)
+    assert want[0].sum() > 1000  # the frame has a support (the test sees the whole path)
+    for g, r in zip(got, want, strict=True):
+        np.testing.assert_array_equal(g, r)

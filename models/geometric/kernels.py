@@ -215,28 +215,41 @@ def boundary_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @numba.njit(**_JIT)
-def plane_counts(pts: np.ndarray, normal: np.ndarray, d: np.ndarray, threshold: float) -> np.ndarray:
+def plane_counts(xyz: np.ndarray, normal: np.ndarray, d: np.ndarray, threshold: float) -> np.ndarray:
     """support.ransac_plane's hypothesis scores: for every plane j, how many points lie within
-    threshold of it (|pts @ normal[j] + d[j]| < threshold).
+    threshold of it (|pts @ normal[j] + d[j]| < threshold), with xyz = pts.T (3, n) contiguous.
 
     Why: NumPy scores all hypotheses at once through an (n_points, n_planes) float64 matrix and
     three more of its size (~4 MB each, fresh pages every call); here each distance lives in a
-    register. The sum is x nx + y ny + z nz + d left to right without FMA (numba does not
-    contract without fastmath); BLAS may fuse, so single distances can differ in the last bit
-    (<= 1e-15 m) and a count only for a point that close to the threshold: on the real frames the
-    counts are equal (tests/test_geometric_kernels.py compares them with the matrix product).
+    register, and the coordinate rows (not the (n, 3) rows) let the loop run in SIMD lanes.
+    The sum is x nx + y ny + z nz + d left to right without FMA (numba does not contract without
+    fastmath); BLAS may fuse, so single distances can differ in the last bit (<= 1e-15 m) and a
+    count only for a point that close to the threshold: on the real frames the counts are equal
+    (tests/test_geometric_support_speed.py compares with the old NumPy code).
     """
-    n = pts.shape[0]
+    x, y, z = xyz[0], xyz[1], xyz[2]
     m = normal.shape[0]
     counts = np.zeros(m, np.int64)
     for j in range(m):
         nx, ny, nz, dj = normal[j, 0], normal[j, 1], normal[j, 2], d[j]
         c = 0
-        for i in range(n):
-            if abs(pts[i, 0] * nx + pts[i, 1] * ny + pts[i, 2] * nz + dj) < threshold:
-                c += 1
+        for i in range(x.shape[0]):
+            c += abs(x[i] * nx + y[i] * ny + z[i] * nz + dj) < threshold
         counts[j] = c
     return counts
+
+
+@numba.njit(**_JIT)
+def plane_distance(xyz: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """|a x + b y + c z + d| of every point (xyz (3, n) float64, plane (4,)): support_mask's
+    per-plane distances in one pass instead of a matrix-vector product, an add and an abs, each
+    with its own (n,) temporary. Same arithmetic as plane_counts (last-bit note there)."""
+    x, y, z = xyz[0], xyz[1], xyz[2]
+    a, b, c, d = plane[0], plane[1], plane[2], plane[3]
+    out = np.empty(x.shape[0], np.float64)
+    for i in range(x.shape[0]):
+        out[i] = abs(x[i] * a + y[i] * b + z[i] * c + d)
+    return out
 
 
 def warm_up() -> None:
@@ -248,7 +261,8 @@ def warm_up() -> None:
     cum = np.zeros((4, 4), np.int32)
     snap_kernel(labels, flags, flags, xyz, xyz, 1)
     boundary_pairs(labels)
-    plane_counts(np.zeros((4, 3)), np.zeros((2, 3)), np.zeros(2), 1.0)
+    plane_counts(np.zeros((3, 4)), np.zeros((2, 3)), np.zeros(2), 1.0)
+    plane_distance(np.zeros((3, 4)), np.zeros(4))
     patch_sums(labels, flags, xyz, xyz, np.zeros((4, 4, 3), np.uint8), 1)
     one = np.float32(1)
     crease_ridges(plane, plane, plane, flags, plane, cum, cum, plane, plane, plane, 1, one, one)

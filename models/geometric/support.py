@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from models.geometric.config import GeometricConfig
-from models.geometric.kernels import plane_counts
+from models.geometric.kernels import plane_counts, plane_distance
 
 
 def support_mask(
@@ -60,6 +60,7 @@ def support_mask(
     if flat.size < 100:
         return on.reshape(h, w), fringe.reshape(h, w)
     pts = points.reshape(-1, 3)[flat].astype(np.float64)
+    xyz = np.ascontiguousarray(pts.T)  # coordinate rows for the compiled distance loop
     z = pts[:, 2]
     band = cfg.support_band_m + cfg.support_band_quad * z * z
     sample = np.arange(0, flat.size, cfg.support_stride)
@@ -79,7 +80,7 @@ def support_mask(
         if idx.size < 50 or accepted >= cfg.support_max_planes:
             break
         a = ransac_plane(pts[idx], cfg.support_ransac_m, cfg.support_iterations, rng)
-        dist = np.abs(pts @ a[:3] + a[3])
+        dist = plane_distance(xyz, a)
         # the band follows the plane's own noise: 3 x the RMS residual of its RANSAC inliers
         # (a clean depth map gets a thin band, a noisy sensor a wide one), within [min, band]
         core = dist[idx] < cfg.support_ransac_m
@@ -144,7 +145,7 @@ def ransac_plane(pts: np.ndarray, threshold: float, iterations: int, rng: np.ran
     d = -np.sum(normal * p0[ok], axis=1)
     if normal.size == 0:
         return np.array([0.0, 0.0, 1.0, -float(np.median(pts[:, 2]))])
-    counts = plane_counts(pts, normal, d, threshold)
+    counts = plane_counts(np.ascontiguousarray(pts.T), normal, d, threshold)
     best = int(np.argmax(counts))
     inl = pts[np.abs(pts @ normal[best] + d[best]) < threshold]
     centre = inl.mean(axis=0)
