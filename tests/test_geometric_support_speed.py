@@ -38,9 +38,7 @@ def ransac_plane_reference(pts, threshold, iterations, rng):
     return np.array([*nrm, -float(nrm @ centre)])
 
 
-def support_mask_reference(
-    points, valid, cfg, normals=None
-):
+def support_mask_reference(points, valid, cfg, normals=None):
     h, w = valid.shape
     flat = np.flatnonzero(valid.ravel())
     on = np.zeros(h * w, bool)
@@ -151,7 +149,9 @@ def test_ransac_plane_equals_the_numpy_reference_on_a_real_frame(frame_features)
     for start in range(3):  # three subsamples, each its own seeded draw
         sub = pts[start :: cfg.support_stride][: cfg.support_max_sample]
         got = ransac_plane(sub, cfg.support_ransac_m, cfg.support_iterations, np.random.default_rng(start))
-        want = ransac_plane_reference(sub, cfg.support_ransac_m, cfg.support_iterations, np.random.default_rng(start))
+        want = ransac_plane_reference(
+            sub, cfg.support_ransac_m, cfg.support_iterations, np.random.default_rng(start)
+        )
         np.testing.assert_array_equal(got, want)
 
 
