@@ -13,6 +13,7 @@ from clients.sources.synthetic import DepthDegradation, make_scene, render_frame
 from models.geometric import GeometricConfig
 from models.geometric.features import compute_features, downsample_depth
 from models.geometric.kernels import plane_counts, plane_distance
+from models.geometric.objects import _merge_by_colour
 from models.geometric.support import ransac_plane, support_mask
 
 # ----------------------------------------------------------------------------- NumPy references
@@ -111,6 +112,47 @@ def support_mask_reference(points, valid, cfg, normals=None):
     return on, fringe.reshape(h, w) & valid & ~on
 
 
+def merge_by_colour_reference(objects, owner, rgb, max_lab):
+    n_ids = len(owner)
+    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
+    flat = objects.ravel()
+    sel = flat > 0
+    if not sel.any():
+        return objects
+    # medians per label: sort by label, take the middle of each run
+    order = np.argsort(flat[sel], kind="stable")
+    ids = flat[sel][order]
+    cols = lab[sel][order]
+    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+    ends = np.r_[starts[1:], ids.size]
+    colour = np.zeros((n_ids, 3))
+    for s, e in zip(starts, ends, strict=True):
+        colour[ids[s]] = np.median(cols[s:e], axis=0)
+    pairs = []
+    for a, b in ((objects[:, 1:], objects[:, :-1]), (objects[1:], objects[:-1])):
+        m = (a != b) & (a > 0) & (b > 0)
+        pairs.append(np.stack([np.minimum(a[m], b[m]), np.maximum(a[m], b[m])], 1))
+    pairs = np.unique(np.concatenate(pairs), axis=0)
+    parent = np.arange(n_ids)
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    close = np.linalg.norm(colour[pairs[:, 0]] - colour[pairs[:, 1]], axis=1) < max_lab
+    close &= owner[pairs[:, 0]] == owner[pairs[:, 1]]
+    for a, b in pairs[close]:
+        ra, rb = find(int(a)), find(int(b))
+        if ra != rb:
+            parent[max(ra, rb)] = min(ra, rb)
+    used = np.unique(objects)
+    root = np.arange(n_ids)
+    root[used] = [find(int(i)) for i in used]
+    return root[objects]
+
+
 # ----------------------------------------------------------------------------- fixtures
 
 
@@ -172,3 +214,19 @@ def test_support_mask_equals_the_numpy_reference_on_a_real_frame(frame_features,
     assert want[0].sum() > 1000  # the frame has a support (the test sees the whole path)
     for g, r in zip(got, want, strict=True):
         np.testing.assert_array_equal(g, r)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_merge_by_colour_equals_the_numpy_reference(seed: int) -> None:
+    """Random blocky labels (even and odd label sizes, so both median cases occur), two clusters,
+    colours in a few shades so that some neighbours merge and some do not."""
+    rng = np.random.default_rng(seed)
+    h, w = 60, 80
+    objects = np.kron(rng.integers(0, 40, (6, 8)), np.ones((10, 10), np.int64))
+    objects[rng.random((h, w)) < 0.05] = 0
+    owner = np.r_[0, rng.integers(1, 3, 40)]
+    shade = rng.integers(0, 4, 40) * 30
+    rgb = np.clip(shade[objects][..., None] + rng.integers(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+    want = merge_by_colour_reference(objects, owner, rgb, 20.0)
+    assert len(np.unique(want)) < len(np.unique(objects))  # some labels merged
+    np.testing.assert_array_equal(_merge_by_colour(objects, owner, rgb, 20.0), want)
