@@ -12,7 +12,7 @@ import pytest
 from clients.sources.synthetic import DepthDegradation, make_scene, render_frame
 from models.geometric import GeometricConfig
 from models.geometric.features import compute_features, downsample_depth
-from models.geometric.kernels import plane_counts, plane_distance
+from models.geometric.kernels import plane_counts, plane_distance, plane_facing
 from models.geometric.objects import _merge_by_colour
 from models.geometric.support import ransac_plane, support_mask
 
@@ -230,3 +230,10 @@ def test_merge_by_colour_equals_the_numpy_reference(seed: int) -> None:
     want = merge_by_colour_reference(objects, owner, rgb, 20.0)
     assert len(np.unique(want)) < len(np.unique(objects))  # some labels merged
     np.testing.assert_array_equal(_merge_by_colour(objects, owner, rgb, 20.0), want)
+
+
+def test_plane_facing_equals_the_float32_product(frame_features) -> None:
+    feats, _, _ = frame_features
+    normals = feats.normals.reshape(-1, 3)
+    axis = np.array([0.3, -0.8, 0.52], np.float32)
+    np.testing.assert_array_equal(plane_facing(normals, axis), np.abs(normals @ axis))

@@ -252,6 +252,19 @@ def plane_distance(xyz: np.ndarray, plane: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(**_JIT)
+def plane_facing(normals: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """|normals @ axis| in float32 (normals (n, 3) float32, axis (3,) float32): how squarely each
+    pixel faces a plane (support_mask), without the product's and the abs's temporaries. The
+    products are summed left to right in float32 as OpenBLAS's sgemv does here (the
+    support_mask reference test in tests/test_geometric_support_speed.py checks the masks)."""
+    a, b, c = axis[0], axis[1], axis[2]
+    out = np.empty(normals.shape[0], np.float32)
+    for i in range(normals.shape[0]):
+        out[i] = abs(normals[i, 0] * a + normals[i, 1] * b + normals[i, 2] * c)
+    return out
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel now, on tiny inputs."""
     labels = np.zeros((4, 4), np.int32)
@@ -263,6 +276,7 @@ def warm_up() -> None:
     boundary_pairs(labels)
     plane_counts(np.zeros((3, 4)), np.zeros((2, 3)), np.zeros(2), 1.0)
     plane_distance(np.zeros((3, 4)), np.zeros(4))
+    plane_facing(np.zeros((4, 3), np.float32), np.zeros(3, np.float32))
     patch_sums(labels, flags, xyz, xyz, np.zeros((4, 4, 3), np.uint8), 1)
     one = np.float32(1)
     crease_ridges(plane, plane, plane, flags, plane, cum, cum, plane, plane, plane, 1, one, one)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from models.geometric.config import GeometricConfig
-from models.geometric.kernels import plane_counts, plane_distance
+from models.geometric.kernels import plane_counts, plane_distance, plane_facing
 
 
 def support_mask(
@@ -59,17 +59,20 @@ def support_mask(
     fringe = np.zeros(h * w, bool)
     if flat.size < 100:
         return on.reshape(h, w), fringe.reshape(h, w)
-    pts = points.reshape(-1, 3)[flat].astype(np.float64)
-    xyz = np.ascontiguousarray(pts.T)  # coordinate rows for the compiled distance loop
-    z = pts[:, 2]
+    all_valid = flat.size == h * w  # common at the working resolution: no gathers then
+    xyz = np.empty((3, flat.size))  # float64 coordinate rows for the compiled distance loops
+    xyz[...] = (points.reshape(-1, 3) if all_valid else points.reshape(-1, 3)[flat]).T
+    z = xyz[2]
     band = cfg.support_band_m + cfg.support_band_quad * z * z
     sample = np.arange(0, flat.size, cfg.support_stride)
     free = np.ones(flat.size, bool)
     rng = np.random.default_rng(0)
     accepted = 0
     kernel = np.ones((5, 5), np.uint8)
-    nrm = None if normals is None else normals.reshape(-1, 3)[flat]
-    undefined = None if nrm is None else ~(nrm != 0).any(axis=1)
+    nrm = None
+    if normals is not None:
+        nrm = normals.reshape(-1, 3) if all_valid else normals.reshape(-1, 3)[flat]
+        undefined = (nrm[:, 0] == 0) & (nrm[:, 1] == 0) & (nrm[:, 2] == 0)
     cos_max = float(np.cos(np.radians(cfg.support_normal_deg)))
     cos_grow = float(np.cos(np.radians(cfg.support_grow_deg)))
     near_kernel = np.ones((cfg.support_fringe_px, cfg.support_fringe_px), np.uint8)
@@ -79,7 +82,8 @@ def support_mask(
             idx = idx[np.linspace(0, idx.size - 1, cfg.support_max_sample).astype(np.int64)]
         if idx.size < 50 or accepted >= cfg.support_max_planes:
             break
-        a = ransac_plane(pts[idx], cfg.support_ransac_m, cfg.support_iterations, rng)
+        sub = np.ascontiguousarray(xyz[:, idx].T)
+        a = ransac_plane(sub, cfg.support_ransac_m, cfg.support_iterations, rng)
         dist = plane_distance(xyz, a)
         # the band follows the plane's own noise: 3 x the RMS residual of its RANSAC inliers
         # (a clean depth map gets a thin band, a noisy sensor a wide one), within [min, band]
@@ -89,7 +93,7 @@ def support_mask(
         inl = free & (dist < thr)
         facing = None
         if nrm is not None:
-            facing = np.abs(nrm @ a[:3].astype(np.float32))
+            facing = plane_facing(nrm, a[:3].astype(np.float32))
             inl &= (facing >= cos_max) | undefined
         free &= ~(dist < cfg.support_ransac_m)  # explained either way: do not fit them again
         img = np.zeros(h * w, np.uint8)
@@ -119,7 +123,8 @@ def support_mask(
             piece = hit[grown]
         on |= piece.ravel()
         near = cv2.dilate(piece.view(np.uint8), near_kernel).view(bool).ravel()
-        fringe[flat[dist < cfg.support_fringe * thr]] |= near[flat[dist < cfg.support_fringe * thr]]
+        skin = flat[dist < cfg.support_fringe * thr]
+        fringe[skin] |= near[skin]
         free &= ~inl
         accepted += 1
     on = on.reshape(h, w) & valid
