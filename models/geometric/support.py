@@ -59,19 +59,20 @@ def support_mask(
     fringe = np.zeros(h * w, bool)
     if flat.size < 100:
         return on.reshape(h, w), fringe.reshape(h, w)
-    all_valid = flat.size == h * w  # common at the working resolution: no gathers then
-    xyz = np.empty((3, flat.size))  # float64 coordinate rows for the compiled distance loops
-    xyz[...] = (points.reshape(-1, 3) if all_valid else points.reshape(-1, 3)[flat]).T
+    # everything below runs on whole-image rows (invalid pixels are never free, so never
+    # inliers): no gathers and scatters between valid-pixel lists and the image
+    valid_flat = valid.ravel()
+    xyz = np.empty((3, h * w))  # float64 coordinate rows for the compiled distance loops
+    xyz[...] = points.reshape(-1, 3).T
     z = xyz[2]
     band = cfg.support_band_m + cfg.support_band_quad * z * z
-    sample = np.arange(0, flat.size, cfg.support_stride)
-    free = np.ones(flat.size, bool)
+    sample = flat[:: cfg.support_stride]
+    free = valid_flat.copy()
     rng = np.random.default_rng(0)
     accepted = 0
     kernel = np.ones((5, 5), np.uint8)
-    nrm = None
-    if normals is not None:
-        nrm = normals.reshape(-1, 3) if all_valid else normals.reshape(-1, 3)[flat]
+    nrm = None if normals is None else normals.reshape(-1, 3)
+    if nrm is not None:
         undefined = (nrm[:, 0] == 0) & (nrm[:, 1] == 0) & (nrm[:, 2] == 0)
     cos_max = float(np.cos(np.radians(cfg.support_normal_deg)))
     cos_grow = float(np.cos(np.radians(cfg.support_grow_deg)))
@@ -96,11 +97,9 @@ def support_mask(
             facing = plane_facing(nrm, a[:3].astype(np.float32))
             inl &= (facing >= cos_max) | undefined
         free &= ~(dist < cfg.support_ransac_m)  # explained either way: do not fit them again
-        img = np.zeros(h * w, np.uint8)
-        img[flat[inl]] = 1
         # plane inliers in the middle of an object (a box's face parallel to the table) are
         # specks or thin lines, not a support: an opening keeps only broad plane areas
-        img = cv2.morphologyEx(img.reshape(h, w), cv2.MORPH_OPEN, kernel)
+        img = cv2.morphologyEx(inl.view(np.uint8).reshape(h, w), cv2.MORPH_OPEN, kernel)
         _, lab, stats, _ = cv2.connectedComponentsWithStats(img, connectivity=8, ltype=cv2.CV_32S)
         areas = stats[:, cv2.CC_STAT_AREA].copy()
         areas[0] = 0
@@ -112,10 +111,8 @@ def support_mask(
         if nrm is not None and cfg.support_grow_m > 0:
             # a real table is not a plane to a few millimetres (sensor warp at range): grow the
             # piece over connected pixels facing the same way within support_grow_m of it
-            like = np.zeros(h * w, np.uint8)
             close = (dist < cfg.support_grow_m) & (facing >= cos_grow) & (free | inl)
-            like[flat[close]] = 1
-            like = like.reshape(h, w) | piece.view(np.uint8)
+            like = close.view(np.uint8).reshape(h, w) | piece.view(np.uint8)
             _, grown, _, _ = cv2.connectedComponentsWithStats(like, connectivity=4, ltype=cv2.CV_32S)
             hit = np.zeros(int(grown.max()) + 1, bool)
             hit[grown[piece]] = True
@@ -123,8 +120,7 @@ def support_mask(
             piece = hit[grown]
         on |= piece.ravel()
         near = cv2.dilate(piece.view(np.uint8), near_kernel).view(bool).ravel()
-        skin = flat[dist < cfg.support_fringe * thr]
-        fringe[skin] |= near[skin]
+        fringe |= near & (dist < cfg.support_fringe * thr) & valid_flat
         free &= ~inl
         accepted += 1
     on = on.reshape(h, w) & valid
