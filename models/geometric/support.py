@@ -83,14 +83,14 @@ def support_mask(
             idx = idx[np.linspace(0, idx.size - 1, cfg.support_max_sample).astype(np.int64)]
         if idx.size < 50 or accepted >= cfg.support_max_planes:
             break
-        sub = np.ascontiguousarray(xyz[:, idx].T)
+        sub = points.reshape(-1, 3)[idx].astype(np.float64)  # the same values as xyz[:, idx].T
         a = ransac_plane(sub, cfg.support_ransac_m, cfg.support_iterations, rng)
         dist = plane_distance(xyz, a)
         # the band follows the plane's own noise: 3 x the RMS residual of its RANSAC inliers
         # (a clean depth map gets a thin band, a noisy sensor a wide one), within [min, band]
         core = dist[idx] < cfg.support_ransac_m
         rms = float(np.sqrt(np.mean(dist[idx][core] ** 2))) if core.any() else cfg.support_ransac_m
-        thr = np.clip(3.0 * rms, cfg.support_band_min_m, band)
+        thr = np.minimum(max(3.0 * rms, cfg.support_band_min_m), band)  # np.clip, without its overhead
         inl = free & (dist < thr)
         facing = None
         if nrm is not None:
@@ -139,7 +139,16 @@ def ransac_plane(pts: np.ndarray, threshold: float, iterations: int, rng: np.ran
     n = len(pts)
     tri = rng.integers(0, n, (iterations, 3))
     p0, p1, p2 = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
-    normal = np.cross(p1 - p0, p2 - p0)
+    u, v = p1 - p0, p2 - p0
+    # np.cross's own products and differences, without its broadcasting set-up
+    normal = np.stack(
+        [
+            u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1],
+            u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
+            u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0],
+        ],
+        axis=1,
+    )
     norm = np.linalg.norm(normal, axis=1)
     ok = norm > 1e-9
     normal = normal[ok] / norm[ok, None]
