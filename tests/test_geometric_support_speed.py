@@ -14,6 +14,7 @@ from models.geometric import GeometricConfig
 from models.geometric.features import compute_features, downsample_depth
 from models.geometric.kernels import plane_counts, plane_distance, plane_facing
 from models.geometric.objects import _merge_by_colour
+from models.geometric.regions import components_with_areas
 from models.geometric.support import ransac_plane, support_mask
 
 # ----------------------------------------------------------------------------- NumPy references
@@ -237,3 +238,17 @@ def test_plane_facing_equals_the_float32_product(frame_features) -> None:
     normals = feats.normals.reshape(-1, 3)
     axis = np.array([0.3, -0.8, 0.52], np.float32)
     np.testing.assert_array_equal(plane_facing(normals, axis), np.abs(normals @ axis))
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_components_with_areas_equal_opencv_stats(connectivity: int, seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    mask = cv2.GaussianBlur(rng.random((120, 160)).astype(np.float32), (0, 0), 2) > 0.5
+    n, labels, areas = components_with_areas(mask, connectivity)
+    n_ref, labels_ref, stats, _ = cv2.connectedComponentsWithStats(
+        mask.view(np.uint8), connectivity=connectivity, ltype=cv2.CV_32S
+    )
+    assert n == n_ref > 10
+    np.testing.assert_array_equal(labels, labels_ref)
+    np.testing.assert_array_equal(areas, stats[:, cv2.CC_STAT_AREA])

@@ -24,6 +24,7 @@ import numpy as np
 
 from models.geometric.config import GeometricConfig
 from models.geometric.kernels import boundary_pairs
+from models.geometric.regions import components_with_areas
 
 
 def split_clusters(
@@ -46,13 +47,10 @@ def split_clusters(
     edge[1:] |= dy
     edge[:-1] |= dy
     core &= ~edge
-    n, pieces, stats, _ = cv2.connectedComponentsWithStats(
-        core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
-    )
+    n, pieces, area = components_with_areas(core, 4)
     piece_cluster = np.zeros(n, np.int64)
     piece_cluster[pieces[core]] = cluster[core]
     cluster_area = np.bincount(cluster.ravel(), minlength=int(cluster.max()) + 1)
-    area = stats[:, cv2.CC_STAT_AREA]
     big = (area >= np.maximum(cfg.split_min_frac * cluster_area[piece_cluster], 20)) & (piece_cluster > 0)
     big[0] = False
     seeds = np.where(big[pieces], pieces, 0).astype(np.int32)

@@ -23,6 +23,7 @@ import numpy as np
 
 from models.geometric.config import GeometricConfig
 from models.geometric.kernels import plane_counts, plane_distance, plane_facing
+from models.geometric.regions import components_with_areas
 
 
 def support_mask(
@@ -100,8 +101,7 @@ def support_mask(
         # plane inliers in the middle of an object (a box's face parallel to the table) are
         # specks or thin lines, not a support: an opening keeps only broad plane areas
         img = cv2.morphologyEx(inl.view(np.uint8).reshape(h, w), cv2.MORPH_OPEN, kernel)
-        _, lab, stats, _ = cv2.connectedComponentsWithStats(img, connectivity=8, ltype=cv2.CV_32S)
-        areas = stats[:, cv2.CC_STAT_AREA].copy()
+        _, lab, areas = components_with_areas(img, 8)
         areas[0] = 0
         if areas.max() < cfg.support_min_frac * flat.size:
             continue
@@ -113,7 +113,7 @@ def support_mask(
             # piece over connected pixels facing the same way within support_grow_m of it
             close = (dist < cfg.support_grow_m) & (facing >= cos_grow) & (free | inl)
             like = close.view(np.uint8).reshape(h, w) | piece.view(np.uint8)
-            _, grown, _, _ = cv2.connectedComponentsWithStats(like, connectivity=4, ltype=cv2.CV_32S)
+            _, grown = cv2.connectedComponents(like, connectivity=4, ltype=cv2.CV_32S)
             hit = np.zeros(int(grown.max()) + 1, bool)
             hit[grown[piece]] = True
             hit[0] = False
@@ -203,10 +203,8 @@ def clusters(
     # one erosion breaks the thin bridges that a support's noisy fringe (just above the plane
     # band) makes between neighbouring objects; the eroded rim is handed back below
     core = cv2.erode(core.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(
-        core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
-    )
-    small = stats[:, cv2.CC_STAT_AREA] < min_px
+    n, labels, areas = components_with_areas(core, 4)
+    small = areas < min_px
     small[0] = False
     labels[small[labels]] = 0
     seeds = labels > 0
