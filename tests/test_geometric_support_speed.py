@@ -12,7 +12,7 @@ import pytest
 from clients.sources.synthetic import DepthDegradation, make_scene, render_frame
 from models.geometric import GeometricConfig
 from models.geometric.features import compute_features, downsample_depth
-from models.geometric.kernels import plane_counts, plane_distance, plane_facing
+from models.geometric.kernels import band_inliers, plane_counts, plane_distance, plane_facing
 from models.geometric.objects import _merge_by_colour
 from models.geometric.regions import components_with_areas
 from models.geometric.support import ransac_plane, support_mask
@@ -252,3 +252,25 @@ def test_components_with_areas_equal_opencv_stats(connectivity: int, seed: int) 
     assert n == n_ref > 10
     np.testing.assert_array_equal(labels, labels_ref)
     np.testing.assert_array_equal(areas, stats[:, cv2.CC_STAT_AREA])
+
+
+@pytest.mark.parametrize("with_normals", [False, True])
+def test_band_inliers_equal_the_numpy_steps(with_normals: bool) -> None:
+    rng = np.random.default_rng(5)
+    n = 5000
+    dist = np.abs(rng.normal(0, 0.01, n))
+    band = 0.008 + 0.004 * rng.uniform(0.5, 4, n) ** 2
+    free = rng.random(n) < 0.8
+    facing = rng.random(n).astype(np.float32) if with_normals else np.zeros(0, np.float32)
+    undefined = rng.random(n) < 0.1
+    cos_max = float(np.cos(np.radians(35.0)))
+    floor = 0.012
+    want = free & (dist < np.minimum(floor, band))
+    if with_normals:
+        want &= (facing >= cos_max) | undefined
+    want_free = free & ~(dist < 0.01)
+    got_free = free.copy()
+    got = band_inliers(dist, band, floor, got_free, facing, undefined, np.float32(cos_max), 0.01)
+    assert 0 < want.sum() < n
+    np.testing.assert_array_equal(got.view(bool), want)
+    np.testing.assert_array_equal(got_free, want_free)

@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 
 from models.geometric.config import GeometricConfig
-from models.geometric.kernels import plane_counts, plane_distance, plane_facing
+from models.geometric.kernels import band_inliers, plane_counts, plane_distance, plane_facing
 from models.geometric.regions import components_with_areas
 
 
@@ -73,6 +73,8 @@ def support_mask(
     accepted = 0
     kernel = np.ones((5, 5), np.uint8)
     nrm = None if normals is None else normals.reshape(-1, 3)
+    no_facing = np.zeros(0, np.float32)
+    undefined = no_facing.astype(bool)
     if nrm is not None:
         undefined = (nrm[:, 0] == 0) & (nrm[:, 1] == 0) & (nrm[:, 2] == 0)
     cos_max = float(np.cos(np.radians(cfg.support_normal_deg)))
@@ -91,16 +93,17 @@ def support_mask(
         # (a clean depth map gets a thin band, a noisy sensor a wide one), within [min, band]
         core = dist[idx] < cfg.support_ransac_m
         rms = float(np.sqrt(np.mean(dist[idx][core] ** 2))) if core.any() else cfg.support_ransac_m
-        thr = np.minimum(max(3.0 * rms, cfg.support_band_min_m), band)  # np.clip, without its overhead
-        inl = free & (dist < thr)
-        facing = None
-        if nrm is not None:
-            facing = plane_facing(nrm, a[:3].astype(np.float32))
-            inl &= (facing >= cos_max) | undefined
-        free &= ~(dist < cfg.support_ransac_m)  # explained either way: do not fit them again
+        floor = max(3.0 * rms, cfg.support_band_min_m)  # the band is min(floor, band) per pixel
+        facing = no_facing if nrm is None else plane_facing(nrm, a[:3].astype(np.float32))
+        # free pixels in the band facing the plane; the ones within support_ransac_m leave `free`
+        # (explained either way: do not fit them again)
+        inl8 = band_inliers(
+            dist, band, floor, free, facing, undefined, np.float32(cos_max), cfg.support_ransac_m
+        )
+        inl = inl8.view(bool)
         # plane inliers in the middle of an object (a box's face parallel to the table) are
         # specks or thin lines, not a support: an opening keeps only broad plane areas
-        img = cv2.morphologyEx(inl.view(np.uint8).reshape(h, w), cv2.MORPH_OPEN, kernel)
+        img = cv2.morphologyEx(inl8.reshape(h, w), cv2.MORPH_OPEN, kernel)
         _, lab, areas = components_with_areas(img, 8)
         areas[0] = 0
         if areas.max() < cfg.support_min_frac * flat.size:
@@ -120,6 +123,7 @@ def support_mask(
             piece = hit[grown]
         on |= piece.ravel()
         near = cv2.dilate(piece.view(np.uint8), near_kernel).view(bool).ravel()
+        thr = np.minimum(floor, band)
         fringe |= near & (dist < cfg.support_fringe * thr) & valid_flat
         free &= ~inl
         accepted += 1
