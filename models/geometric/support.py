@@ -86,7 +86,7 @@ def support_mask(
             idx = idx[np.linspace(0, idx.size - 1, cfg.support_max_sample).astype(np.int64)]
         if idx.size < 50 or accepted >= cfg.support_max_planes:
             break
-        sub = points.reshape(-1, 3)[idx].astype(np.float64)  # the same values as xyz[:, idx].T
+        sub = np.take(points.reshape(-1, 3), idx, axis=0).astype(np.float64)  # = xyz[:, idx].T
         a = ransac_plane(sub, cfg.support_ransac_m, cfg.support_iterations, rng)
         dist = plane_distance(xyz, a)
         # the band follows the plane's own noise: 3 x the RMS residual of its RANSAC inliers
