@@ -89,8 +89,10 @@ def _merge_by_colour(objects: np.ndarray, owner: np.ndarray, rgb: np.ndarray, ma
     sel = flat > 0
     if not sel.any():
         return objects
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3)
-    colour = _median_colours(flat[sel], lab[sel], n_ids)
+    # only the labelled pixels, as one image row: OpenCV's 8-bit Lab is per pixel (the same
+    # values in any layout), and one row is one stripe, no hand-off to a busy worker thread
+    lab = cv2.cvtColor(rgb.reshape(-1, 3)[sel][None], cv2.COLOR_RGB2LAB)[0]
+    colour = _median_colours(flat[sel], lab, n_ids)
     first_x, first_y = boundary_pairs(objects.astype(np.int32))
     w = objects.shape[1]
     one = np.concatenate([flat[first_x], flat[first_y]])
