@@ -214,6 +214,86 @@ def boundary_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return first_x, first_y
 
 
+@numba.njit(**_JIT)
+def plane_counts(xyz: np.ndarray, normal: np.ndarray, d: np.ndarray, threshold: float) -> np.ndarray:
+    """support.ransac_plane's hypothesis scores: for every plane j, how many points lie within
+    threshold of it (|pts @ normal[j] + d[j]| < threshold), with xyz = pts.T (3, n) contiguous.
+
+    Why: NumPy scores all hypotheses at once through an (n_points, n_planes) float64 matrix and
+    three more of its size (~4 MB each, fresh pages every call); here each distance lives in a
+    register, and the coordinate rows (not the (n, 3) rows) let the loop run in SIMD lanes.
+    The sum is x nx + y ny + z nz + d left to right without FMA (numba does not contract without
+    fastmath); BLAS may fuse, so single distances can differ in the last bit (<= 1e-15 m) and a
+    count only for a point that close to the threshold: on the real frames the counts are equal
+    (tests/test_geometric_support_speed.py compares with the old NumPy code).
+    """
+    x, y, z = xyz[0], xyz[1], xyz[2]
+    m = normal.shape[0]
+    counts = np.zeros(m, np.int64)
+    for j in range(m):
+        nx, ny, nz, dj = normal[j, 0], normal[j, 1], normal[j, 2], d[j]
+        c = 0
+        for i in range(x.shape[0]):
+            c += abs(x[i] * nx + y[i] * ny + z[i] * nz + dj) < threshold
+        counts[j] = c
+    return counts
+
+
+@numba.njit(**_JIT)
+def plane_distance(xyz: np.ndarray, plane: np.ndarray) -> np.ndarray:
+    """|a x + b y + c z + d| of every point (xyz (3, n) float64, plane (4,)): support_mask's
+    per-plane distances in one pass instead of a matrix-vector product, an add and an abs, each
+    with its own (n,) temporary. Same arithmetic as plane_counts (last-bit note there)."""
+    x, y, z = xyz[0], xyz[1], xyz[2]
+    a, b, c, d = plane[0], plane[1], plane[2], plane[3]
+    out = np.empty(x.shape[0], np.float64)
+    for i in range(x.shape[0]):
+        out[i] = abs(x[i] * a + y[i] * b + z[i] * c + d)
+    return out
+
+
+@numba.njit(**_JIT)
+def plane_facing(normals: np.ndarray, axis: np.ndarray) -> np.ndarray:
+    """|normals @ axis| in float32 (normals (n, 3) float32, axis (3,) float32): how squarely each
+    pixel faces a plane (support_mask), without the product's and the abs's temporaries. The
+    products are summed left to right in float32 as OpenBLAS's sgemv does here (the
+    support_mask reference test in tests/test_geometric_support_speed.py checks the masks)."""
+    a, b, c = axis[0], axis[1], axis[2]
+    out = np.empty(normals.shape[0], np.float32)
+    for i in range(normals.shape[0]):
+        out[i] = abs(normals[i, 0] * a + normals[i, 1] * b + normals[i, 2] * c)
+    return out
+
+
+@numba.njit(**_JIT)
+def band_inliers(
+    dist: np.ndarray,
+    band: np.ndarray,
+    floor: float,
+    free: np.ndarray,
+    facing: np.ndarray,
+    undefined: np.ndarray,
+    cos_max: np.float32,
+    explained: float,
+) -> np.ndarray:
+    """One plane's support candidates (support_mask), (n,) uint8, in one pass instead of seven
+    full-length NumPy operations: free pixels within min(floor, band) of the plane that face it
+    (facing >= cos_max, compared in float32 as NumPy does, or an undefined normal; facing of
+    size 0 = no normals). Pixels within `explained` of the plane are taken off `free` (in place)."""
+    n = dist.shape[0]
+    has_normals = facing.shape[0] == n
+    inl = np.zeros(n, np.uint8)
+    for i in range(n):
+        d = dist[i]
+        if free[i]:
+            t = floor if floor <= band[i] else band[i]
+            if d < t and (not has_normals or facing[i] >= cos_max or undefined[i]):
+                inl[i] = 1
+            if d < explained:
+                free[i] = False
+    return inl
+
+
 def warm_up() -> None:
     """Compile (or load from the cache) every kernel now, on tiny inputs."""
     labels = np.zeros((4, 4), np.int32)
@@ -223,6 +303,16 @@ def warm_up() -> None:
     cum = np.zeros((4, 4), np.int32)
     snap_kernel(labels, flags, flags, xyz, xyz, 1)
     boundary_pairs(labels)
+    plane_counts(np.zeros((3, 4)), np.zeros((2, 3)), np.zeros(2), 1.0)
+    plane_distance(np.zeros((3, 4)), np.zeros(4))
+    plane_facing(np.zeros((4, 3), np.float32), np.zeros(3, np.float32))
+    zeros = np.zeros(4)
+    band_inliers(
+        zeros, zeros, 1.0, np.ones(4, np.bool_), np.zeros(4, np.float32), flags.ravel(), np.float32(1), 1.0
+    )
+    band_inliers(
+        zeros, zeros, 1.0, np.ones(4, np.bool_), np.zeros(0, np.float32), flags.ravel(), np.float32(1), 1.0
+    )
     patch_sums(labels, flags, xyz, xyz, np.zeros((4, 4, 3), np.uint8), 1)
     one = np.float32(1)
     crease_ridges(plane, plane, plane, flags, plane, cum, cum, plane, plane, plane, 1, one, one)

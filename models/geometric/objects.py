@@ -23,6 +23,8 @@ import cv2
 import numpy as np
 
 from models.geometric.config import GeometricConfig
+from models.geometric.kernels import boundary_pairs
+from models.geometric.regions import components_with_areas
 
 
 def split_clusters(
@@ -45,13 +47,10 @@ def split_clusters(
     edge[1:] |= dy
     edge[:-1] |= dy
     core &= ~edge
-    n, pieces, stats, _ = cv2.connectedComponentsWithStats(
-        core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
-    )
+    n, pieces, area = components_with_areas(core, 4)
     piece_cluster = np.zeros(n, np.int64)
     piece_cluster[pieces[core]] = cluster[core]
     cluster_area = np.bincount(cluster.ravel(), minlength=int(cluster.max()) + 1)
-    area = stats[:, cv2.CC_STAT_AREA]
     big = (area >= np.maximum(cfg.split_min_frac * cluster_area[piece_cluster], 20)) & (piece_cluster > 0)
     big[0] = False
     seeds = np.where(big[pieces], pieces, 0).astype(np.int32)
@@ -86,25 +85,21 @@ def _merge_by_colour(objects: np.ndarray, owner: np.ndarray, rgb: np.ndarray, ma
     """Join neighbouring labels of one cluster (owner: label -> cluster) whose median Lab colours
     differ by less than max_lab (OpenCV's 8-bit Lab units)."""
     n_ids = len(owner)
-    lab = cv2.cvtColor(rgb, cv2.COLOR_RGB2LAB).reshape(-1, 3).astype(np.float64)
     flat = objects.ravel()
     sel = flat > 0
     if not sel.any():
         return objects
-    # medians per label: sort by label, take the middle of each run
-    order = np.argsort(flat[sel], kind="stable")
-    ids = flat[sel][order]
-    cols = lab[sel][order]
-    starts = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
-    ends = np.r_[starts[1:], ids.size]
-    colour = np.zeros((n_ids, 3))
-    for s, e in zip(starts, ends, strict=True):
-        colour[ids[s]] = np.median(cols[s:e], axis=0)
-    pairs = []
-    for a, b in ((objects[:, 1:], objects[:, :-1]), (objects[1:], objects[:-1])):
-        m = (a != b) & (a > 0) & (b > 0)
-        pairs.append(np.stack([np.minimum(a[m], b[m]), np.maximum(a[m], b[m])], 1))
-    pairs = np.unique(np.concatenate(pairs), axis=0)
+    # only the labelled pixels, as one image row: OpenCV's 8-bit Lab is per pixel (the same
+    # values in any layout), and one row is one stripe, no hand-off to a busy worker thread
+    lab = cv2.cvtColor(rgb.reshape(-1, 3)[sel][None], cv2.COLOR_RGB2LAB)[0]
+    colour = _median_colours(flat[sel], lab, n_ids)
+    first_x, first_y = boundary_pairs(objects.astype(np.int32))
+    w = objects.shape[1]
+    one = np.concatenate([flat[first_x], flat[first_y]])
+    other = np.concatenate([flat[first_x + 1], flat[first_y + w]])
+    # unique (min, max) pairs in lexicographic order, as one int64 key each
+    key = np.unique(np.minimum(one, other) * n_ids + np.maximum(one, other))
+    pairs = np.stack([key // n_ids, key % n_ids], 1)
     parent = np.arange(n_ids)
 
     def find(i: int) -> int:
@@ -119,7 +114,27 @@ def _merge_by_colour(objects: np.ndarray, owner: np.ndarray, rgb: np.ndarray, ma
         ra, rb = find(int(a)), find(int(b))
         if ra != rb:
             parent[max(ra, rb)] = min(ra, rb)
-    used = np.unique(objects)
+    used = np.flatnonzero(np.bincount(flat, minlength=n_ids))
     root = np.arange(n_ids)
     root[used] = [find(int(i)) for i in used]
     return root[objects]
+
+
+def _median_colours(ids: np.ndarray, lab: np.ndarray, n_ids: int) -> np.ndarray:
+    """(n_ids, 3) float64 per-label median of uint8 Lab colours (ids (n,) > 0, lab (n, 3) uint8),
+    what np.median gives (the mean of the two middle values for an even count), from one
+    histogram per label and channel instead of a sort and a median call per label."""
+    present = np.flatnonzero(np.bincount(ids, minlength=n_ids))
+    compact = np.zeros(n_ids, np.int64)
+    compact[present] = np.arange(present.size)
+    row = compact[ids]
+    hist = np.bincount(
+        ((row[:, None] * 3 + np.arange(3)) * 256 + lab).ravel(), minlength=present.size * 3 * 256
+    ).reshape(present.size, 3, 256)
+    cum = hist.cumsum(axis=2)
+    count = cum[:, :, -1:]
+    lo = (cum > (count - 1) // 2).argmax(axis=2)  # the ((k - 1) // 2)-th smallest value
+    hi = (cum > count // 2).argmax(axis=2)  # the (k // 2)-th
+    colour = np.zeros((n_ids, 3))
+    colour[present] = (lo.astype(np.float64) + hi) / 2.0
+    return colour

@@ -22,6 +22,8 @@ import cv2
 import numpy as np
 
 from models.geometric.config import GeometricConfig
+from models.geometric.kernels import band_inliers, plane_counts, plane_distance, plane_facing
+from models.geometric.regions import components_with_areas
 
 
 def support_mask(
@@ -58,16 +60,23 @@ def support_mask(
     fringe = np.zeros(h * w, bool)
     if flat.size < 100:
         return on.reshape(h, w), fringe.reshape(h, w)
-    pts = points.reshape(-1, 3)[flat].astype(np.float64)
-    z = pts[:, 2]
+    # everything below runs on whole-image rows (invalid pixels are never free, so never
+    # inliers): no gathers and scatters between valid-pixel lists and the image
+    valid_flat = valid.ravel()
+    xyz = np.empty((3, h * w))  # float64 coordinate rows for the compiled distance loops
+    xyz[...] = points.reshape(-1, 3).T
+    z = xyz[2]
     band = cfg.support_band_m + cfg.support_band_quad * z * z
-    sample = np.arange(0, flat.size, cfg.support_stride)
-    free = np.ones(flat.size, bool)
+    sample = flat[:: cfg.support_stride]
+    free = valid_flat.copy()
     rng = np.random.default_rng(0)
     accepted = 0
     kernel = np.ones((5, 5), np.uint8)
-    nrm = None if normals is None else normals.reshape(-1, 3)[flat]
-    undefined = None if nrm is None else ~(nrm != 0).any(axis=1)
+    nrm = None if normals is None else normals.reshape(-1, 3)
+    no_facing = np.zeros(0, np.float32)
+    undefined = no_facing.astype(bool)
+    if nrm is not None:
+        undefined = (nrm[:, 0] == 0) & (nrm[:, 1] == 0) & (nrm[:, 2] == 0)
     cos_max = float(np.cos(np.radians(cfg.support_normal_deg)))
     cos_grow = float(np.cos(np.radians(cfg.support_grow_deg)))
     near_kernel = np.ones((cfg.support_fringe_px, cfg.support_fringe_px), np.uint8)
@@ -77,26 +86,25 @@ def support_mask(
             idx = idx[np.linspace(0, idx.size - 1, cfg.support_max_sample).astype(np.int64)]
         if idx.size < 50 or accepted >= cfg.support_max_planes:
             break
-        a = ransac_plane(pts[idx], cfg.support_ransac_m, cfg.support_iterations, rng)
-        dist = np.abs(pts @ a[:3] + a[3])
+        sub = np.take(points.reshape(-1, 3), idx, axis=0).astype(np.float64)  # = xyz[:, idx].T
+        a = ransac_plane(sub, cfg.support_ransac_m, cfg.support_iterations, rng)
+        dist = plane_distance(xyz, a)
         # the band follows the plane's own noise: 3 x the RMS residual of its RANSAC inliers
         # (a clean depth map gets a thin band, a noisy sensor a wide one), within [min, band]
         core = dist[idx] < cfg.support_ransac_m
         rms = float(np.sqrt(np.mean(dist[idx][core] ** 2))) if core.any() else cfg.support_ransac_m
-        thr = np.clip(3.0 * rms, cfg.support_band_min_m, band)
-        inl = free & (dist < thr)
-        facing = None
-        if nrm is not None:
-            facing = np.abs(nrm @ a[:3].astype(np.float32))
-            inl &= (facing >= cos_max) | undefined
-        free &= ~(dist < cfg.support_ransac_m)  # explained either way: do not fit them again
-        img = np.zeros(h * w, np.uint8)
-        img[flat[inl]] = 1
+        floor = max(3.0 * rms, cfg.support_band_min_m)  # the band is min(floor, band) per pixel
+        facing = no_facing if nrm is None else plane_facing(nrm, a[:3].astype(np.float32))
+        # free pixels in the band facing the plane; the ones within support_ransac_m leave `free`
+        # (explained either way: do not fit them again)
+        inl8 = band_inliers(
+            dist, band, floor, free, facing, undefined, np.float32(cos_max), cfg.support_ransac_m
+        )
+        inl = inl8.view(bool)
         # plane inliers in the middle of an object (a box's face parallel to the table) are
         # specks or thin lines, not a support: an opening keeps only broad plane areas
-        img = cv2.morphologyEx(img.reshape(h, w), cv2.MORPH_OPEN, kernel)
-        _, lab, stats, _ = cv2.connectedComponentsWithStats(img, connectivity=8, ltype=cv2.CV_32S)
-        areas = stats[:, cv2.CC_STAT_AREA].copy()
+        img = cv2.morphologyEx(inl8.reshape(h, w), cv2.MORPH_OPEN, kernel)
+        _, lab, areas = components_with_areas(img, 8)
         areas[0] = 0
         if areas.max() < cfg.support_min_frac * flat.size:
             continue
@@ -106,18 +114,17 @@ def support_mask(
         if nrm is not None and cfg.support_grow_m > 0:
             # a real table is not a plane to a few millimetres (sensor warp at range): grow the
             # piece over connected pixels facing the same way within support_grow_m of it
-            like = np.zeros(h * w, np.uint8)
             close = (dist < cfg.support_grow_m) & (facing >= cos_grow) & (free | inl)
-            like[flat[close]] = 1
-            like = like.reshape(h, w) | piece.view(np.uint8)
-            _, grown, _, _ = cv2.connectedComponentsWithStats(like, connectivity=4, ltype=cv2.CV_32S)
+            like = close.view(np.uint8).reshape(h, w) | piece.view(np.uint8)
+            _, grown = cv2.connectedComponents(like, connectivity=4, ltype=cv2.CV_32S)
             hit = np.zeros(int(grown.max()) + 1, bool)
             hit[grown[piece]] = True
             hit[0] = False
             piece = hit[grown]
         on |= piece.ravel()
         near = cv2.dilate(piece.view(np.uint8), near_kernel).view(bool).ravel()
-        fringe[flat[dist < cfg.support_fringe * thr]] |= near[flat[dist < cfg.support_fringe * thr]]
+        thr = np.minimum(floor, band)
+        fringe |= near & (dist < cfg.support_fringe * thr) & valid_flat
         free &= ~inl
         accepted += 1
     on = on.reshape(h, w) & valid
@@ -129,21 +136,30 @@ def ransac_plane(pts: np.ndarray, threshold: float, iterations: int, rng: np.ran
 
     Why not Open3D's segment_plane: it samples in parallel threads, so the same frame can give
     slightly different planes from run to run, and the encoder must be a pure function of its
-    frame (the scheduler and the tests rely on it). All hypotheses are scored at once in NumPy
-    (iterations x points distances, ~1 M for the defaults), then refined by least squares (SVD)
-    on the inliers of the best one.
+    frame (the scheduler and the tests rely on it). All hypotheses are scored in one compiled
+    loop (kernels.plane_counts: iterations x points distances, ~0.5 M for the defaults), then the
+    best is refined by least squares (SVD) on its inliers.
     """
     n = len(pts)
     tri = rng.integers(0, n, (iterations, 3))
     p0, p1, p2 = pts[tri[:, 0]], pts[tri[:, 1]], pts[tri[:, 2]]
-    normal = np.cross(p1 - p0, p2 - p0)
+    u, v = p1 - p0, p2 - p0
+    # np.cross's own products and differences, without its broadcasting set-up
+    normal = np.stack(
+        [
+            u[:, 1] * v[:, 2] - u[:, 2] * v[:, 1],
+            u[:, 2] * v[:, 0] - u[:, 0] * v[:, 2],
+            u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0],
+        ],
+        axis=1,
+    )
     norm = np.linalg.norm(normal, axis=1)
     ok = norm > 1e-9
     normal = normal[ok] / norm[ok, None]
     d = -np.sum(normal * p0[ok], axis=1)
     if normal.size == 0:
         return np.array([0.0, 0.0, 1.0, -float(np.median(pts[:, 2]))])
-    counts = (np.abs(pts @ normal.T + d) < threshold).sum(axis=0)
+    counts = plane_counts(np.ascontiguousarray(pts.T), normal, d, threshold)
     best = int(np.argmax(counts))
     inl = pts[np.abs(pts @ normal[best] + d[best]) < threshold]
     centre = inl.mean(axis=0)
@@ -191,10 +207,8 @@ def clusters(
     # one erosion breaks the thin bridges that a support's noisy fringe (just above the plane
     # band) makes between neighbouring objects; the eroded rim is handed back below
     core = cv2.erode(core.view(np.uint8), np.ones((3, 3), np.uint8)).view(bool)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(
-        core.view(np.uint8), connectivity=4, ltype=cv2.CV_32S
-    )
-    small = stats[:, cv2.CC_STAT_AREA] < min_px
+    n, labels, areas = components_with_areas(core, 4)
+    small = areas < min_px
     small[0] = False
     labels[small[labels]] = 0
     seeds = labels > 0
