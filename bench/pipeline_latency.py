@@ -97,9 +97,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def measure_websocket(frames: list[RGBDFrame], script: GazeScript, fps: float, prompt_every: int) -> dict:
-    port, token = _free_port(), secrets.token_urlsafe(8)
-    cmd = [sys.executable, "-m", "xrseg", "serve", "--port", str(port), "--token", token, "--log-level", "WARNING"]
+async def measure_websocket(
+    frames: list[RGBDFrame], script: GazeScript, fps: float, prompt_every: int, model: str = "geometric"
+) -> dict:
+    port, token = _free_port(), secrets.token_hex(8)
+    cmd = [sys.executable, "-m", "xrseg", "serve", "--port", str(port), "--token", token, "--log-level", "WARNING",
+           "--model", model]  # fmt: skip
     server = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
     try:
         assert server.stdout is not None
@@ -140,15 +143,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--frame-step", type=int, default=2, help="in-process: every n-th frame of the sequence")
+    parser.add_argument("--model", default="geometric", help="registry name (xrseg models list)")
+    parser.add_argument("--out", default="pipeline_latency", help="result file name (bench/results/OUT.json)")
     args = parser.parse_args()
     path, frames, script = load_frames(DemoConfig(out=Path("unused")))
     runs_in, runs_ws, pooled_in, pooled_ws = [], [], {s: [] for s in STAGES}, []
     for run in range(args.runs):
-        one = measure_in_process(frames[:: args.frame_step], "geometric")
+        one = measure_in_process(frames[:: args.frame_step], args.model)
         for stage, values in one.pop("_raw").items():
             pooled_in[stage].extend(values)
         runs_in.append(one)
-        ws_run = asyncio.run(measure_websocket(frames, script, fps=15.0, prompt_every=3))
+        ws_run = asyncio.run(measure_websocket(frames, script, fps=15.0, prompt_every=3, model=args.model))
         pooled_ws.extend(ws_run.pop("_latencies"))
         runs_ws.append(ws_run)
         print(f"run {run + 1}: segment+lift p50/p95 {one['segment_plus_lift_ms']['p50']}/"
@@ -161,6 +166,7 @@ def main() -> None:
           "per_run": runs_ws}  # fmt: skip
     latencies = pooled_ws
     payload = {
+        "model": args.model,
         "machine": machine(),
         "sequence": str(path) if path else "synthetic",
         "resolution": list(frames[0].size[::-1]),
@@ -173,7 +179,7 @@ def main() -> None:
             "websocket_prompt_to_result_p95_limit_ms": 100,
         },
     }
-    out = write_json("pipeline_latency.json", payload)
+    out = write_json(f"{args.out}.json", payload)
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     stages = STAGES
     axes[0].bar([s.replace("_ms", "") for s in stages], [in_process[s]["p50"] for s in stages], label="p50")
@@ -190,7 +196,7 @@ def main() -> None:
     axes[1].set_title(f"WebSocket loopback, streaming {ws['fps']:.0f} fps ({args.runs} runs pooled)")
     axes[1].legend()
     fig.tight_layout()
-    fig.savefig(RESULTS / "pipeline_latency.png", dpi=110)
+    fig.savefig(RESULTS / f"{args.out}.png", dpi=110)
     print(f"wrote {out}")
     print(f"segment+lift p50/p95: {in_process['segment_plus_lift_ms']['p50']}/{in_process['segment_plus_lift_ms']['p95']} ms; "
           f"websocket prompt-to-result p50/p95: {ws['prompt_to_result_ms']['p50']}/{ws['prompt_to_result_ms']['p95']} ms")

@@ -1,5 +1,6 @@
-"""`geometric-rgb`: the default model for colour-only sources (a webcam). `geometric` refuses a
-frame without depth with a coded error that names the way out; `geometric-rgb` answers it."""
+"""The geometric registry entries: `geometric` refuses a frame without depth with a coded error that
+names the way out, and `geometric-rgb` (the default for colour-only sources: a webcam) answers it;
+`geometric-fast` is the default without its support-plane path."""
 
 from __future__ import annotations
 
@@ -54,3 +55,12 @@ async def test_geometric_rgb_answers_colour_only_frames(colour_only) -> None:
     result = msg.result
     assert result.segment is None
     assert max(mask_iou(c.mask.decode(), visible) for c in result.masks) > 0.5
+
+
+def test_geometric_fast_is_the_default_without_its_support_plane_path() -> None:
+    from models.geometric import GeometricConfig
+
+    fast = build_model(ModelSpec("geometric-fast"))
+    default = build_model(ModelSpec("geometric"))
+    assert fast.needs_depth and fast.encoder.config == GeometricConfig(hybrid=False)
+    assert default.encoder.config == replace(fast.encoder.config, hybrid=True)
