@@ -111,7 +111,7 @@ async def test_gaze_prompts_answered_now_reuse_the_held_answer(view) -> None:
         for i, samples in enumerate(frames):
             offer(session, replace(synth.frame, frame_id=i))
             if samples:
-                session.submit_prompt(Prompt(i, i, gaze=samples))
+                session.submit(Prompt(i, i, gaze=samples))
             await settle(engine, session)
         stats = session.stats
     results = {m.result.prompt_id: m for m in inbox.results()}
@@ -165,7 +165,7 @@ async def test_held_gaze_answers_follow_a_moving_camera() -> None:
                 for k, (dx, dy) in enumerate(rng.normal(0, 1.0, (8, 2)))
             )
             offer(session, synth.frame)
-            session.submit_prompt(Prompt(i, i, gaze=samples))
+            session.submit(Prompt(i, i, gaze=samples))
             await settle(engine, session)
         stats = session.stats
     results = {m.result.prompt_id: m.result for m in inbox.results()}

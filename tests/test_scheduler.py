@@ -89,7 +89,7 @@ async def test_prompts_reuse_the_keyframe_and_refresh_happens_in_the_background(
     scene, frames, target = orbit
     session, inbox = open_session(engine)
     offer(session, frames[0].frame)
-    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    session.submit(_gaze_prompt(0, frames[0], target))
     first = await inbox.result(0)
     assert first.result.keyframe_id == 0 and first.mapping == "identity"
     assert session.stats.prompts_waited_for_encode == 1
@@ -97,7 +97,7 @@ async def test_prompts_reuse_the_keyframe_and_refresh_happens_in_the_background(
     answered = []
     for i in range(1, 13):
         offer(session, frames[i].frame)
-        session.submit_prompt(_gaze_prompt(i, frames[i], target))
+        session.submit(_gaze_prompt(i, frames[i], target))
         answered.append(await inbox.result(i))
     for msg in answered:
         r = msg.result
@@ -124,7 +124,7 @@ async def test_idle_sessions_cost_no_encoder_time(orbit) -> None:
     async with Engine(config) as engine:
         session, inbox = open_session(engine)
         offer(session, frames[0].frame)
-        session.submit_prompt(_gaze_prompt(0, frames[0], target))
+        session.submit(_gaze_prompt(0, frames[0], target))
         await inbox.result(0)  # an encode and a decode later, the session is no longer engaged
         for synth in frames[1:30]:
             offer(session, synth.frame)  # the camera moves far, nobody asks anything
@@ -137,8 +137,8 @@ async def test_encodes_of_two_sessions_arriving_together_are_one_batch(engine: E
     (a, inbox_a), (b, inbox_b) = open_session(engine, "a"), open_session(engine, "b")
     offer(a, frames[0].frame)
     offer(b, frames[5].frame)
-    a.submit_prompt(_gaze_prompt(1, frames[0], target))
-    b.submit_prompt(_gaze_prompt(2, frames[5], target))
+    a.submit(_gaze_prompt(1, frames[0], target))
+    b.submit(_gaze_prompt(2, frames[5], target))
     ra, rb = await inbox_a.result(1), await inbox_b.result(2)
     assert ra.result.keyframe_id == 0 and rb.result.keyframe_id == 5
     stats = engine.encoder.stats
@@ -169,12 +169,12 @@ async def test_without_pose_the_image_decides_whether_the_keyframe_is_usable(eng
     session, inbox = open_session(engine)
     still = replace(frames[0].frame, pose=None)
     offer(session, still)
-    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    session.submit(_gaze_prompt(0, frames[0], target))
     await inbox.result(0)
     # a nearby view (one frame of orbit): answered from the keyframe, mapped by a 2D shift
     near = replace(frames[1].frame, pose=None)
     offer(session, near)
-    session.submit_prompt(_gaze_prompt(1, frames[1], target))
+    session.submit(_gaze_prompt(1, frames[1], target))
     r1 = await inbox.result(1)
     assert r1.result.keyframe_id == 0 and r1.result.frame_id == 1 and r1.mapping == MappingMethod.SHIFT
     assert mask_iou(r1.result.masks[r1.result.best].mask.decode(), frames[1].visible_mask(target)) > 0.6
@@ -182,7 +182,7 @@ async def test_without_pose_the_image_decides_whether_the_keyframe_is_usable(eng
     # a view 23 deg further along: the old embedding is not used, the prompt waits for its own keyframe
     far = replace(frames[39].frame, pose=None)
     offer(session, far)
-    session.submit_prompt(_gaze_prompt(2, frames[39], target))
+    session.submit(_gaze_prompt(2, frames[39], target))
     r2 = await inbox.result(2)
     assert r2.result.keyframe_id == 39 and r2.mapping == "identity"
     assert session.stats.prompts_waited_for_encode == 2
@@ -195,7 +195,7 @@ async def test_every_frame_policy_encodes_on_the_prompt_path(orbit) -> None:
         session, inbox = open_session(engine)
         for i in range(4):
             offer(session, frames[i].frame)
-            session.submit_prompt(_gaze_prompt(i, frames[i], target))
+            session.submit(_gaze_prompt(i, frames[i], target))
             msg = await inbox.result(i)
             assert msg.result.keyframe_id == i and msg.kind is ResultKind.ANSWER and msg.mapping == "identity"
         assert session.stats.keyframes_encoded == 4 and engine.encoder.stats.frames == 0
@@ -226,7 +226,7 @@ async def test_a_prompt_waiting_for_an_encode_does_not_hold_up_the_next(engine: 
     _, frames, target = orbit
     session, inbox = open_session(engine)
     offer(session, frames[0].frame)
-    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    session.submit(_gaze_prompt(0, frames[0], target))
     await inbox.result(0)
     late = frames[39].frame
     to_first = FrameMapping.between(late, frames[0].frame)
@@ -237,8 +237,8 @@ async def test_a_prompt_waiting_for_an_encode_does_not_hold_up_the_next(engine: 
     assert len(unseen) > 0  # 23 deg of orbit later, part of the view was not in keyframe 0
     offer(session, frames[1].frame)
     offer(session, late)
-    session.submit_prompt(Prompt(1, 39, points=(PointPrompt(*unseen[len(unseen) // 2]),)))
-    session.submit_prompt(_gaze_prompt(2, frames[1], target))
+    session.submit(Prompt(1, 39, points=(PointPrompt(*unseen[len(unseen) // 2]),)))
+    session.submit(_gaze_prompt(2, frames[1], target))
     a, b = await inbox.result(1), await inbox.result(2)
     assert b.result.keyframe_id == 0 and a.result.keyframe_id == 39
     assert session.stats.prompts_waited_for_encode == 2
@@ -254,7 +254,7 @@ async def test_gaze_prompts_waiting_for_a_keyframe_are_superseded_by_newer_gaze(
     _, frames, target = orbit
     session, inbox = open_session(engine)
     offer(session, frames[0].frame)
-    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    session.submit(_gaze_prompt(0, frames[0], target))
     await inbox.result(0)
     late = frames[39].frame
     ys, xs = np.mgrid[10:230:6, 10:310:6]
@@ -263,9 +263,9 @@ async def test_gaze_prompts_waiting_for_a_keyframe_are_superseded_by_newer_gaze(
     x, y = grid[~FrameMapping.between(late, frames[0].frame).points(grid).visible][0]
     offer(session, frames[1].frame)
     offer(session, late)
-    session.submit_prompt(Prompt(1, 39, gaze=(GazeSample(10.0, x, y),)))  # waits for a keyframe of frame 39
+    session.submit(Prompt(1, 39, gaze=(GazeSample(10.0, x, y),)))  # waits for a keyframe of frame 39
     tx, ty = interior_point(frames[1].visible_mask(target) & (frames[1].frame.depth_m > 0))
-    session.submit_prompt(Prompt(2, 1, gaze=(GazeSample(10.1, tx, ty),)))  # newer, answerable now
+    session.submit(Prompt(2, 1, gaze=(GazeSample(10.1, tx, ty),)))  # newer, answerable now
     newer = await inbox.result(2)
     error = await inbox.wait_for(lambda m: getattr(m, "ref_id", None) == 1)
     assert newer.result.keyframe_id == 0
@@ -296,7 +296,7 @@ async def test_a_prompt_the_newest_keyframe_cannot_see_gets_its_own_frame_encode
     _, frames, target = orbit
     session, inbox = open_session(engine)
     offer(session, frames[0].frame)
-    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    session.submit(_gaze_prompt(0, frames[0], target))
     await inbox.result(0)
     late = frames[39].frame
     ys, xs = np.mgrid[10:230:6, 10:310:6]
@@ -305,7 +305,7 @@ async def test_a_prompt_the_newest_keyframe_cannot_see_gets_its_own_frame_encode
     x, y = grid[~FrameMapping.between(late, frames[0].frame).points(grid).visible][0]
     # one tick: frame 39, a prompt on it, then a newer frame that looks where keyframe 0 looked
     offer(session, late)
-    session.submit_prompt(Prompt(1, 39, points=(PointPrompt(x, y),)))
+    session.submit(Prompt(1, 39, points=(PointPrompt(x, y),)))
     offer(session, replace(frames[0].frame, frame_id=100))
     answer = await inbox.result(1)
     assert answer.result.keyframe_id == 39 and answer.result.frame_id == 39
@@ -324,14 +324,14 @@ async def test_depth_only_with_prompted_frames_encodes_those_and_answers_on_them
     _, frames, target = orbit
     session, inbox = open_session(engine)
     offer(session, frames[0].frame)
-    session.submit_prompt(_gaze_prompt(0, frames[0], target))
+    session.submit(_gaze_prompt(0, frames[0], target))
     assert (await inbox.result(0)).result.keyframe_id == 0
     for synth in frames[1:15]:  # ~30 cm of camera travel, colour only
         offer(session, replace(synth.frame, depth=None))
     await engine.encoder.wait_idle()
     assert engine.encoder.stats.failed == 0 and engine.encoder.stats.frames == 1
     offer(session, frames[15].frame)  # depth again: the camera moved, its encode starts at once
-    session.submit_prompt(_gaze_prompt(15, frames[15], target))
+    session.submit(_gaze_prompt(15, frames[15], target))
     answer = await inbox.result(15)
     assert (
         answer.result.frame_id == answer.result.keyframe_id == 15 and answer.mapping == MappingMethod.IDENTITY

@@ -43,7 +43,7 @@ async def test_detach_with_a_revoked_lease_changes_nothing() -> None:
         assert session.detach(stale) is False and session.detached_at is None
         frame, _ = block_frame(1)
         offer(session, frame)
-        session.submit_prompt(Prompt(1, 1, points=(PointPrompt(60, 60),)))
+        session.submit(Prompt(1, 1, points=(PointPrompt(60, 60),)))
         await newer.result(1)
         assert session.detach(current) is True and session.detached_at is not None
 
@@ -64,7 +64,7 @@ async def test_a_resume_restarts_the_reapers_clock() -> None:
         resumed.attach(again.send)
         frame, _ = block_frame(2)
         offer(session, frame)
-        session.submit_prompt(Prompt(1, 2, points=(PointPrompt(60, 60),)))
+        session.submit(Prompt(1, 2, points=(PointPrompt(60, 60),)))
         await again.result(1)
 
 
@@ -82,7 +82,7 @@ async def test_close_cancels_every_task_the_session_started() -> None:
         frame, _ = block_frame(1)
         offer(session, frame)
         for i in range(5):
-            session.submit_prompt(Prompt(i, 1, points=(PointPrompt(60, 60),)))
+            session.submit(Prompt(i, 1, points=(PointPrompt(60, 60),)))
         await asyncio.sleep(0)
         prefix = f"session-{session.session_id}"
         assert any(t.get_name().startswith(prefix) for t in asyncio.all_tasks())
@@ -106,7 +106,7 @@ async def test_a_client_that_never_reads_loses_replies_not_memory() -> None:
         frame, _ = block_frame(1)
         offer(session, frame)
         for i in range(40):
-            session.submit_prompt(Prompt(i, 1, points=(PointPrompt(60, 60),)))
+            session.submit(Prompt(i, 1, points=(PointPrompt(60, 60),)))
             await asyncio.sleep(0.02)
         for _ in range(300):
             if session.stats.prompts_answered + session.stats.prompts_dropped >= 40:
@@ -133,3 +133,23 @@ async def test_websocket_transport_refuses_attach_to_a_session_closed_during_the
             assert client.session_id not in engine.sessions
         finally:
             await transport.stop()
+
+
+@pytest.mark.parametrize("congested", [False, True])
+async def test_a_client_that_does_not_read_gets_only_its_newest_prompt_answered(congested: bool) -> None:
+    """While the transport's replies pile up (its client is not reading), a prompt with a newer one
+    queued behind it is dropped (counted) instead of answered: its reply would be dropped anyway, and
+    computing it would take the cores from sessions that read. A reading client gets every answer."""
+    async with Engine(EngineConfig(port=0, warm_up=False)) as engine:
+        session = engine.open_session(Hello(token="local", client="test"))
+        inbox = Inbox()
+        session.attach(inbox.send, lambda: congested)
+        frame, _ = block_frame(1)
+        offer(session, frame)
+        for i in range(1, 6):
+            session.submit(Prompt(i, 1, points=(PointPrompt(60, 60),)))
+        await session.idle()
+        answered = sorted(m.result.prompt_id for m in inbox.results())
+        stats = session.stats
+    assert answered == ([5] if congested else [1, 2, 3, 4, 5])
+    assert stats.prompts_dropped == (4 if congested else 0)

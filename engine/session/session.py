@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from engine.core import Prompt
@@ -75,17 +75,19 @@ class Session:
         self._idle = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []  # worker and sender: started on first attach
         self._leases = Leases(session_id)
+        self._congested: Callable[[], bool] = lambda: False
         self.detached_at: float | None = None
         self.closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def attach(self, send: SendFn) -> Lease:
-        """Connect (or reconnect) the transport that carries replies; the previous lease is revoked."""
+    def attach(self, send: SendFn, congested: Callable[[], bool] = lambda: False) -> Lease:
+        """Connect (or reconnect) the transport that carries replies; the previous lease is revoked.
+        `congested`: the transport's replies are piling up (its client is not reading)."""
         if self.closed:
             raise SessionClosed(f"session {self.session_id} is closed; open a new session")
         lease = self._leases.grant()
-        self._outbox.send = send
+        self._outbox.send, self._congested = send, congested
         self.detached_at = None
         if not self._tasks:
             self._tasks = [
@@ -185,12 +187,9 @@ class Session:
         if self._parts.tracks:
             self._poke()
 
-    def submit_prompt(self, prompt: Prompt, received: float | None = None) -> None:
-        """Queue a v1 prompt (answered now, not tracked)."""
-        self.submit(PromptMessage(prompt), received)
-
-    def submit(self, message: PromptMessage, received: float | None = None) -> None:
-        """Queue a prompt with its answer mode, tracking flag or everything request."""
+    def submit(self, message: PromptMessage | Prompt, received: float | None = None) -> None:
+        """Queue a prompt (answer mode, tracking, everything); a bare v1 Prompt is answered, not tracked."""
+        message = PromptMessage(message) if isinstance(message, Prompt) else message
         arrived = received if received is not None else time.time()
         job = PromptJob(message, arrived, self._frames.get(message.prompt.frame_id))
         dropped = self._queue.push(job)
@@ -232,6 +231,9 @@ class Session:
             self._wake.clear()
             if self._queue and len(self._inflight) < self._max_inflight:
                 job = self._queue.pop()
+                if self._queue and self._congested():  # its reply would be dropped: answer the newest only
+                    self._parts.counters.prompts_dropped += 1
+                    continue
                 self._start(job)
                 await job.admitted  # prepared in order; only keyframe waits overlap
                 continue

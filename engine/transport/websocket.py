@@ -120,7 +120,7 @@ class WebSocketTransport:
         bucket = TokenBucket(a.message_burst, a.messages_per_s)
         noticed = 0.0
         try:
-            lease = session.attach(outbox.send)
+            lease = session.attach(outbox.send, lambda: outbox.congested)
         except SessionClosed as exc:  # closed while this client's hello was being answered
             outbox.offer(error_message(exc))
             await ws.close(1008, "session closed")

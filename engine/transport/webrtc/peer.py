@@ -199,7 +199,7 @@ class RtcPeer:
 
     def _attach(self) -> None:
         try:
-            self._lease = self.session.attach(self._send)
+            self._lease = self.session.attach(self._send, lambda: self._outbox.congested)
         except SessionClosed as exc:  # closed between the offer and the channel opening
             self.request_close(str(exc))
 
