@@ -7,6 +7,7 @@ Why not `ray stop`: it kills every Ray process of this user on the machine, othe
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -58,8 +59,9 @@ class LocalRayHead:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
                 return self.address
-            except OSError:
-                time.sleep(0.25)
+            except OSError:  # not listening yet: wait a moment, returning at once if the head exits
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._process.wait(timeout=0.25)
         self.stop()
         raise RuntimeError(f"the Ray head did not listen on {self.address} in {self.startup_timeout_s:.0f} s")
 
