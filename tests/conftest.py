@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,9 +40,9 @@ class LiveEngine:
         return self.transport.url
 
 
-@pytest.fixture
-async def live_engine() -> AsyncIterator[LiveEngine]:
-    config = EngineConfig(port=0, tokens=(TOKEN,), limits=Limits(max_message_bytes=1 << 20), session_linger_s=60.0)
+@asynccontextmanager
+async def serve_live(config: EngineConfig) -> AsyncIterator[LiveEngine]:
+    """An engine with its WebSocket transport on a free loopback port, stopped on exit."""
     async with Engine(config) as engine:
         transport = WebSocketTransport(engine, "127.0.0.1", 0)
         await transport.start()
@@ -49,3 +50,10 @@ async def live_engine() -> AsyncIterator[LiveEngine]:
             yield LiveEngine(engine, transport)
         finally:
             await transport.stop()
+
+
+@pytest.fixture
+async def live_engine() -> AsyncIterator[LiveEngine]:
+    config = EngineConfig(port=0, tokens=(TOKEN,), limits=Limits(max_message_bytes=1 << 20), session_linger_s=60.0)
+    async with serve_live(config) as live:
+        yield live

@@ -34,8 +34,7 @@ from engine.protocol import (
     encode_message,
 )
 from engine.server import Engine
-from engine.transport.websocket import WebSocketTransport
-from tests.conftest import TOKEN, LiveEngine, block_frame
+from tests.conftest import TOKEN, LiveEngine, block_frame, serve_live
 from tests.test_fuzz_protocol import CRASHERS
 
 RSS_BOUND = 200 * 1024 * 1024  # growth allowed during one hostile case (was +660 MB in 60 s)
@@ -50,23 +49,13 @@ def _sample(engine: Engine, name: str, **labels: str) -> float:
     return value or 0.0
 
 
-async def _open(config: EngineConfig) -> AsyncIterator[LiveEngine]:
-    async with Engine(config) as engine:
-        transport = WebSocketTransport(engine, "127.0.0.1", 0)
-        await transport.start()
-        try:
-            yield LiveEngine(engine, transport)
-        finally:
-            await transport.stop()
-
-
 @pytest.fixture
 async def hostile_engine() -> AsyncIterator[LiveEngine]:
     config = EngineConfig(
         port=0, tokens=(TOKEN,), limits=Limits(max_message_bytes=8 << 20), session_linger_s=60.0, hello_timeout_s=1.0,
         admission=AdmissionConfig(max_pending_per_address=32, outbox_messages=16),
     )  # fmt: skip
-    async for live in _open(config):
+    async with serve_live(config) as live:
         yield live
 
 

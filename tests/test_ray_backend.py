@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -31,9 +30,7 @@ from engine.masks.metrics import mask_iou  # noqa: E402
 from engine.protocol import ErrorCode, EverythingRequest, ImageCodec, Limits  # noqa: E402
 from engine.remote.config import DeploymentConfig, RayBackendConfig  # noqa: E402
 from engine.remote.local_cluster import LocalRayHead  # noqa: E402
-from engine.server import Engine  # noqa: E402
-from engine.transport.websocket import WebSocketTransport  # noqa: E402
-from tests.conftest import TOKEN, LiveEngine, block_frame  # noqa: E402
+from tests.conftest import TOKEN, LiveEngine, block_frame, serve_live  # noqa: E402
 
 # The same end-to-end tests, collected again here, against the ray backend.
 from tests.test_everything import scene_view, test_everything_over_websocket  # noqa: E402, F401
@@ -75,20 +72,9 @@ def _engine_config(address: str, **overrides: object) -> EngineConfig:
     )  # fmt: skip
 
 
-@asynccontextmanager
-async def _serve(config: EngineConfig) -> AsyncIterator[LiveEngine]:
-    async with Engine(config) as engine:
-        transport = WebSocketTransport(engine, "127.0.0.1", 0)
-        await transport.start()
-        try:
-            yield LiveEngine(engine, transport)
-        finally:
-            await transport.stop()
-
-
 @pytest.fixture
 async def live_engine(ray_head: str) -> AsyncIterator[LiveEngine]:
-    async with _serve(_engine_config(ray_head)) as live:
+    async with serve_live(_engine_config(ray_head)) as live:
         yield live
 
 
@@ -148,7 +134,7 @@ async def test_a_decoder_replica_killed_mid_request(ray_head: str, caplog: pytes
     config = _engine_config(ray_head, everything=EverythingConfig(points_per_batch=1024))
     frame, block = block_frame(1, h=240, w=320)
     async with (
-        _serve(config) as live,
+        serve_live(config) as live,
         XrsegClient.connect(live.url, TOKEN) as a,
         XrsegClient.connect(live.url, TOKEN) as b,
     ):
@@ -183,13 +169,13 @@ async def test_sessions_resume_by_token_on_a_restarted_front_end(ray_head: str) 
     config = _engine_config(ray_head)
     frame, block = block_frame(5)
     point = (PointPrompt(60, 60),)
-    async with _serve(config) as first:
+    async with serve_live(config) as first:
         client = await XrsegClient.connect(first.url, TOKEN)
         await client.send_frame(frame, ImageCodec.PNG)
         await client.prompt(Prompt(1, 5, points=point))
         session_id = client.session_id
         await client.close(bye=False)  # the connection drops with the front-end
-    async with _serve(config) as second:
+    async with serve_live(config) as second:
         async with XrsegClient.connect(second.url, TOKEN, session_id=session_id) as again:
             assert again.session_id == session_id
             with pytest.raises(EngineError) as info:
@@ -202,7 +188,7 @@ async def test_sessions_resume_by_token_on_a_restarted_front_end(ray_head: str) 
         with pytest.raises(EngineError) as info:
             await XrsegClient.connect(second.url, TOKEN, session_id=session_id)
         assert info.value.code == ErrorCode.UNAUTHORIZED
-    async with _serve(config) as third:
+    async with serve_live(config) as third:
         with pytest.raises(EngineError) as info:
             await XrsegClient.connect(third.url, TOKEN, session_id=session_id)
         assert info.value.code == ErrorCode.UNAUTHORIZED
