@@ -146,6 +146,12 @@ class Engine:
             self._auth_failed(peer, exc.reason)
             raise ProtocolError(ErrorCode.UNAUTHORIZED, exc.message) from None
 
+    def refusal_delay(self, peer: str) -> float:
+        """Seconds to hold a refused hello from `peer` before answering: 0 until the address has
+        used up its failed-auth burst, then up to 1 s (a tarpit: each guess costs the guesser a
+        second, and the engine only a sleeping connection within the per-address pending cap)."""
+        return min(self._failed_auth.blocked_for(peer), 1.0)
+
     async def capture_store(self) -> CaptureStore:
         """The engine's capture store (engine/capture/store.py), opened on first use so that an
         engine that never captures writes nothing."""

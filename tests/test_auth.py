@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -113,13 +114,16 @@ async def test_expired_missing_and_non_ascii_tokens_are_unauthorized(signed_engi
 
 async def test_failed_auth_is_rate_limited_per_address(signed_engine: LiveEngine) -> None:
     url, engine = signed_engine.url, signed_engine.engine
-    messages = []
+    messages, waited = [], []
     for _ in range(8):
+        t0 = time.monotonic()
         with pytest.raises(EngineError) as info:
             await XrsegClient.connect(url, "wrong", "guesser")
         messages.append(info.value.message)
+        waited.append(time.monotonic() - t0)
     assert all(m.startswith("wrong session token") for m in messages[:5])
     assert all(m.startswith("too many failed attempts") for m in messages[5:])
+    assert min(waited[5:]) >= 0.9  # a blocked guesser is held (tarpit) before it hears the refusal
     with pytest.raises(EngineError) as info:  # even the right token waits until the bucket refills
         await XrsegClient.connect(url, TOKEN, "late")
     assert "too many failed attempts" in info.value.message

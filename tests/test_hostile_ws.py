@@ -11,6 +11,7 @@ import asyncio
 import json
 import os
 import socket
+import time
 from collections.abc import AsyncIterator
 
 import psutil
@@ -145,8 +146,15 @@ async def test_a_flood_of_5000_messages_is_dropped_and_counted_and_the_other_ses
     async with XrsegClient.connect(url, TOKEN, "flood") as flood:
         await flood.send_frame(frame, ImageCodec.PNG)
         good = asyncio.create_task(_good_session_answers(url, 20))
+        t0 = time.monotonic()
         for pid in range(1, 5001):
             await flood.send_raw(_prompt_msg(pid, frame.frame_id))
+        await asyncio.sleep(1.0)
+        read = _sample(engine, "xrseg_messages_received_total", transport="websocket")
+        # Over its rate, a connection is read no faster than the rate (a dropped message per token
+        # at most): the rest of the flood waits in TCP, not on the event loop.
+        a = engine.config.admission
+        assert read <= a.message_burst + 2 * a.messages_per_s * (time.monotonic() - t0) + 50
         assert await good == list(range(1, 21))
         refused = _sample(engine, "xrseg_messages_refused_total", transport="websocket", reason="rate")
         assert refused > 0
@@ -154,7 +162,13 @@ async def test_a_flood_of_5000_messages_is_dropped_and_counted_and_the_other_ses
         while not flood._replies.errors.empty() or not codes:
             codes.add((await flood.next_error(10)).code)
         assert ErrorCode.OVERLOADED in codes
-        await asyncio.sleep(2.5)  # the bucket refills: the flooder is answered again
+        # Over its rate a connection is read no faster than the rate (the rest waits in TCP): once
+        # the engine has read the whole flood and the bucket has refilled, the flooder is answered again.
+        for _ in range(600):
+            if _sample(engine, "xrseg_messages_received_total", transport="websocket") >= 5001 + 21:
+                break
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(2.5)
         result = await flood.prompt(Prompt(9999, frame.frame_id, points=(PointPrompt(60, 60),)), timeout=60)
         assert result.prompt_id == 9999
     assert _rss() - rss0 < RSS_BOUND

@@ -136,19 +136,25 @@ async def test_websocket_transport_refuses_attach_to_a_session_closed_during_the
 
 
 @pytest.mark.parametrize("congested", [False, True])
-async def test_a_client_that_does_not_read_gets_only_its_newest_prompt_answered(congested: bool) -> None:
-    """While the transport's replies pile up (its client is not reading), a prompt with a newer one
-    queued behind it is dropped (counted) instead of answered: its reply would be dropped anyway, and
-    computing it would take the cores from sessions that read. A reading client gets every answer."""
+async def test_a_client_that_does_not_read_gets_no_work_until_it_drains_then_its_newest_prompt(congested: bool) -> None:
+    """While the transport's replies pile up (its client is not reading), the session computes
+    nothing for it: older prompts are dropped (counted), the newest waits. Once the client has
+    drained its replies, the newest is answered. A reading client gets every answer."""
     async with Engine(EngineConfig(port=0, warm_up=False)) as engine:
         session = engine.open_session(Hello(token="local", client="test"))
         inbox = Inbox()
-        session.attach(inbox.send, lambda: congested)
+        piling_up = [congested]
+        session.attach(inbox.send, lambda: piling_up[0])
         frame, _ = block_frame(1)
         offer(session, frame)
         for i in range(1, 6):
             session.submit(Prompt(i, 1, points=(PointPrompt(60, 60),)))
-        await session.idle()
+        if congested:
+            await asyncio.sleep(0.3)
+            assert inbox.results() == []  # nothing computed while the client does not read
+            assert session.stats.prompts_dropped == 4
+            piling_up[0] = False  # the client reads again
+        await asyncio.wait_for(session.idle(), 30)
         answered = sorted(m.result.prompt_id for m in inbox.results())
         stats = session.stats
     assert answered == ([5] if congested else [1, 2, 3, 4, 5])

@@ -70,6 +70,13 @@ class PromptQueue:
     def pop(self) -> PromptJob:
         return self._jobs.popleft()
 
+    def keep_newest(self) -> int:
+        """Drop every job but the newest; returns how many were dropped (the caller counts why)."""
+        dropped = max(len(self._jobs) - 1, 0)
+        while len(self._jobs) > 1:
+            self._jobs.popleft()
+        return dropped
+
     def clear(self) -> None:
         self._jobs.clear()
 

@@ -13,6 +13,7 @@ through a bounded outbox drained by one sender task: a client that does not read
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Coroutine
@@ -55,6 +56,7 @@ from engine.session.prompt_queue import PromptJob, PromptQueue
 from engine.session.wire import is_expected, outgoing_message
 
 log = logging.getLogger(__name__)
+_CONGESTION_POLL_S = 0.02  # how often a session parked on a non-reading client looks again
 
 
 class Session:
@@ -193,10 +195,8 @@ class Session:
         arrived = received if received is not None else time.time()
         job = PromptJob(message, arrived, self._frames.get(message.prompt.frame_id))
         dropped = self._queue.push(job)
-        if dropped is not None:
-            self.report(
-                Overloaded("prompt dropped: newer prompts arrived faster than answered"), dropped.prompt_id
-            )
+        if dropped is not None and not self._congested():  # a client not reading would not see it
+            self.report(Overloaded("prompt dropped: newer prompts arrived faster than answered"), dropped.prompt_id)
         self._poke()
 
     def cancel_tracking(self, prompt_id: int | None = None) -> None:
@@ -229,15 +229,16 @@ class Session:
         parts = self._parts
         while True:
             self._wake.clear()
+            congested = self._congested()
+            if congested and self._queue:
+                await self._park_while_congested()
+                continue
             if self._queue and len(self._inflight) < self._max_inflight:
                 job = self._queue.pop()
-                if self._queue and self._congested():  # its reply would be dropped: answer the newest only
-                    self._parts.counters.prompts_dropped += 1
-                    continue
-                self._start(job)
+                self._spawn(self._answer(job), f"prompt-{job.prompt_id}", job)
                 await job.admitted  # prepared in order; only keyframe waits overlap
                 continue
-            work = next((w for w in BACKGROUND if w.due(parts)), None) if not self._queue else None
+            work = next((w for w in BACKGROUND if w.due(parts)), None) if not (self._queue or congested) else None
             if work is not None:
                 self._busy = True
                 try:
@@ -248,8 +249,12 @@ class Session:
             self._maybe_idle()
             await self._wake.wait()
 
-    def _start(self, job: PromptJob) -> None:
-        self._spawn(self._answer(job), f"prompt-{job.prompt_id}", job)
+    async def _park_while_congested(self) -> None:
+        """The client is not reading: an answer now would be dropped and would take the cores from
+        sessions that read. Keep the newest prompt (drop and count the rest) until the client drains."""
+        self._parts.counters.prompts_dropped += self._queue.keep_newest()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), _CONGESTION_POLL_S)
 
     def _spawn(self, work: Coroutine[Any, Any, None], name: str, job: PromptJob | None = None) -> None:
         """Every task the session starts is kept (and cancelled on close)."""
@@ -292,9 +297,6 @@ class Session:
         self._wake.set()
 
     def _maybe_idle(self) -> None:
-        parts = self._parts
-        if self._queue or self._inflight or self._busy or self._outbox.unsent:
-            return
-        if any(w.due(parts) for w in BACKGROUND):
-            return
-        self._idle.set()
+        busy = self._queue or self._inflight or self._busy or self._outbox.unsent
+        if not busy and not any(w.due(self._parts) for w in BACKGROUND):
+            self._idle.set()

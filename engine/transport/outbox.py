@@ -63,8 +63,9 @@ class Outbox:
         """Queue msg; False if it was dropped (closed, or the client is not reading)."""
         if self.closed:
             return False
-        data = encode_message(msg)
-        if len(self._queue) >= self._max_messages or self._bytes + len(data) > self._max_bytes:
+        full = len(self._queue) >= self._max_messages  # checked first: encoding a reply costs the loop
+        data = b"" if full else encode_message(msg)
+        if full or self._bytes + len(data) > self._max_bytes:
             self.dropped += 1
             self._metrics.replies_dropped.labels(self._transport).inc()
             return False

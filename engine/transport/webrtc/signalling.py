@@ -13,6 +13,7 @@ session. Per-peer counters (`RtcPeer.metrics()`) stay in-process: no session id 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections import deque
@@ -111,6 +112,7 @@ class WebRTCTransport:
             offer, hello, pts_per_frame = _parse_offer(body)
             session = self.engine.open_session(hello, address)
         except ProtocolError as exc:
+            await asyncio.sleep(self.engine.refusal_delay(address))  # tarpit a blocked guesser (engine/server.py)
             gate.greeted(address)
             gate.closed()
             return _error(401 if exc.code == ErrorCode.UNAUTHORIZED else 400, exc.code, exc.message)
