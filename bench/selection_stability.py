@@ -8,12 +8,14 @@ the floor of what the session gets without reuse; and "sticky": the same, but of
 candidates the one overlapping the previous selection (mapped into this frame by depth + pose,
 engine/mapping.py) is selected, through Pipeline.answer's `choose` hook; and "track": the first
 frame's answer followed by the session's tracker (engine/tracking.py track_step, a fresh keyframe
-every frame), which is how a stream keeps one object. Why all three: on this sequence the chair's
-seat occludes the lower part of its back in the first frames (a ~25 cm depth jump between them in
-the image, their contact hidden), so one frame alone says "seat"; from frame 18 on the cushion's
-side joins them and one frame says "seat and back". No candidate of the later frames is the seat
-alone, so choosing among candidates (sticky) cannot keep it; the tracker, which prompts with the
-previous mask, can. `--modes` runs a subset. Reported: the spread
+every frame), which is how a stream keeps one object. Why all three: the chair's cushion curves
+from the seat into the back, but from the low viewpoints of frames 0-16 the seat's front roll
+hides that curve (a ~25 cm depth jump between seat and back in the image), so one frame alone
+says "seat"; from frame 17 on the curve is in view and the LCCP path joins seat and back (in frame
+17 the lift still splits the two at a 7 cm hidden gap and keeps the seat, the anchor's cluster).
+Frame 18 offers no seat-alone candidate (its part is a 200-pixel piece), so choosing among
+candidates (sticky) switches there too; the tracker, which also prompts with the previous mask,
+keeps the seat. `--modes` runs a subset. Reported: the spread
 of the selected 3D segment's world centroid (distance to the median centroid: median, p90,
 max), frame-to-frame centroid steps, and how often the selected granularity changed.
 
