@@ -1,13 +1,15 @@
 """bench.selection_stability on the posed livingroom sequence: what one frame alone gives for the
-gazed chair seat changes object at frame 18 (the seat occludes its back's lower part before, the
-cushion's side joins them after), and the session's tracker keeps the object across that frame."""
+gazed chair seat changes object at frame 18 (before, the seat's roll hides the cushion's curve
+into the back; after, it is in view), and the session's tracker keeps the object across that
+frame. VoxelUnion's centroid is that of everything seen so far, each voxel counted once."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from bench.real_gt import default_data_dir
-from bench.selection_stability import run, world_point
+from bench.selection_stability import VoxelUnion, run, world_point
 from clients.sources.folder import open_sequence
 from engine.config import EngineConfig
 from engine.pipeline import Pipeline
@@ -30,3 +32,11 @@ def test_track_mode_keeps_the_object_where_fresh_answers_change_it() -> None:
     # tracked: the same object in every frame, no step of more than a few centimetres
     assert track["frame_to_frame_step_cm"]["max"] < 3.0
     assert track["centroid_spread_cm"]["max"] < 5.0
+
+
+def test_voxel_union_counts_each_world_voxel_once() -> None:
+    union = VoxelUnion(0.01)
+    first = union.add(np.array([[0.001, 0.0, 0.0], [0.002, 0.0, 0.0]]))  # one voxel, seen twice
+    np.testing.assert_allclose(first, [0.005, 0.005, 0.005])
+    both = union.add(np.array([[0.101, 0.0, 0.0], [0.003, 0.001, 0.0]]))  # a new voxel, an old one again
+    np.testing.assert_allclose(both, [0.055, 0.005, 0.005])
