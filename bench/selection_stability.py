@@ -6,9 +6,19 @@ every frame as the gaze point, and the engine answers through the public `Pipeli
 default settings (mask cleaning on), each frame encoded fresh (no tracking, no dwell reuse):
 the floor of what the session gets without reuse; and "sticky": the same, but of the three
 candidates the one overlapping the previous selection (mapped into this frame by depth + pose,
-engine/mapping.py) is selected, through Pipeline.answer's `choose` hook. Reported: the spread
-of the selected 3D segment's world centroid (distance to the median centroid: median, p90,
-max), frame-to-frame centroid steps, and how often the selected granularity changed.
+engine/mapping.py) is selected, through Pipeline.answer's `choose` hook; and "track": the first
+frame's answer followed by the session's tracker (engine/tracking.py track_step, a fresh keyframe
+every frame), which is how a stream keeps one object. Why all three: the chair's cushion curves
+from the seat into the back, but from the low viewpoints of frames 0-16 the seat's front roll
+hides that curve (a ~25 cm depth jump between seat and back in the image), so one frame alone
+says "seat"; from frame 17 on the curve is in view and the LCCP path joins seat and back (in frame
+17 the lift still splits the two at a 7 cm hidden gap and keeps the seat, the anchor's cluster).
+Frame 18 offers no seat-alone candidate (its part is a 200-pixel piece), so choosing among
+candidates (sticky) switches there too; the tracker, which also prompts with the previous mask,
+keeps the seat. "track_fused" reports, for the tracked segments, the centroid of all they covered
+so far (VoxelUnion) instead of each frame's visible-surface centroid. `--modes` runs a subset.
+Reported: the spread of the selected 3D segment's world centroid (distance to the median centroid:
+median, p90, max), frame-to-frame centroid steps, and how often the selected granularity changed.
 
 Writes bench/results/selection_stability.json and .png (commit, n, load).
 """
@@ -31,8 +41,41 @@ from engine.core import StageTimestamps
 from engine.mapping import FrameMapping
 from engine.masks.metrics import mask_iou
 from engine.pipeline import Pipeline
+from engine.tracking import TrackState, track_step
 from models.interfaces import PromptInput
 from models.registry import ModelSpec, build_model
+
+MODES = {
+    "fresh": "every frame encoded fresh, one gaze point at the projected target, best score selected",
+    "sticky": "as fresh, but the candidate overlapping the previous selection (mapped by pose) is selected",
+    "track": "the first frame's answer, then engine.tracking.track_step on every frame (a fresh keyframe "
+    "each frame): the session's tracked object",
+    "track_fused": "as track, but the point reported is the centroid of every 1 cm world voxel the tracked "
+    "segments covered so far (fused here in the bench: what a world anchor fused over frames would give; "
+    "the engine's results carry each frame's visible-surface centroid)",
+}
+FUSED_VOXEL_M = 0.01
+
+
+class VoxelUnion:
+    """World voxels ever covered by a tracked object's segment points, and their centroid.
+
+    Why: a segment's centroid is that of the surface visible in its frame, so it slides as the
+    view turns (a seat's front roll seen from the left, then from the right) although the object
+    stands still; the centroid of everything seen of it so far converges instead. Bench-side only:
+    it assumes a static object and keeps any voxel a bad mask ever touched.
+    """
+
+    def __init__(self, size_m: float) -> None:
+        self.size_m = size_m
+        self.cells: set[tuple[int, int, int]] = set()
+
+    def add(self, points: np.ndarray) -> np.ndarray:
+        """Add (N, 3) world points; the (3,) centroid of all voxel centres so far."""
+        self.cells.update(
+            map(tuple, np.floor(np.asarray(points, np.float64) / self.size_m).astype(np.int64).tolist())
+        )
+        return (np.array(sorted(self.cells), np.float64) + 0.5).mean(axis=0) * self.size_m
 
 
 def world_point(frame, x: int, y: int) -> np.ndarray:
@@ -67,10 +110,12 @@ def sticky_chooser(prior: np.ndarray, min_iou: float = 0.3):
     return choose
 
 
-def run(pipe: Pipeline, seq, target: np.ndarray, n_frames: int, sticky: bool) -> dict:
-    """One pass over the sequence; sticky: select what overlaps the previous selection."""
+def run(pipe: Pipeline, seq, target: np.ndarray, n_frames: int, mode: str) -> dict:
+    """One pass over the sequence in one of MODES."""
     centroids, grans, ms, used = [], [], [], []
     prev = None
+    state = None
+    fused = VoxelUnion(FUSED_VOXEL_M) if mode == "track_fused" else None
     for i in range(min(n_frames, len(seq))):
         frame = seq[i]
         xy = project(frame, target)
@@ -78,25 +123,33 @@ def run(pipe: Pipeline, seq, target: np.ndarray, n_frames: int, sticky: bool) ->
             continue
         t0 = time.perf_counter()
         keyframe = pipe.keyframe_now(frame)
-        choose = None
-        if sticky and prev is not None:
-            prior = FrameMapping.between(prev[0], frame, pipe.mapping).mask(prev[1])
-            choose = sticky_chooser(prior)
-        ans = pipe.answer(
-            frame,
-            keyframe,
-            PromptInput(np.array([xy], np.float32), np.ones(1, np.int32)),
-            i,
-            StageTimestamps(),
-            choose=choose,
-        )
-        prev = (frame, ans.mask)
+        if state is not None:
+            ans, state = track_step(pipe, state, frame, keyframe, StageTimestamps())
+            granularity = ans.result.masks[0].granularity
+        else:
+            choose = None
+            if mode == "sticky" and prev is not None:
+                prior = FrameMapping.between(prev[0], frame, pipe.mapping).mask(prev[1])
+                choose = sticky_chooser(prior)
+            ans = pipe.answer(
+                frame,
+                keyframe,
+                PromptInput(np.array([xy], np.float32), np.ones(1, np.int32)),
+                i,
+                StageTimestamps(),
+                choose=choose,
+            )
+            prev = (frame, ans.mask)
+            if mode.startswith("track"):
+                state = TrackState.from_answer(i, frame, ans, True)
+            granularity = ans.result.masks[ans.result.best].granularity
         ms.append((time.perf_counter() - t0) * 1e3)
         seg = ans.result.segment
         if seg is None or seg.status != "ok":
             continue
-        centroids.append(np.asarray(seg.centroid, np.float64))
-        grans.append(ans.result.masks[ans.result.best].granularity)
+        centroid = np.asarray(seg.centroid, np.float64)
+        centroids.append(centroid if fused is None else fused.add(seg.points))
+        grans.append(granularity)
         used.append(i)
     c = np.stack(centroids)
     spread = np.linalg.norm(c - np.median(c, axis=0), axis=1)
@@ -129,6 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument(
         "--click", type=int, nargs=2, default=(480, 240), help="pixel of the object in frame 0"
     )
+    parser.add_argument(
+        "--modes", nargs="+", default=list(MODES), choices=list(MODES), help="which passes to run"
+    )
     args = parser.parse_args(argv)
     load_before = os.getloadavg()
     seq = open_sequence((args.data or default_data_dir()) / "livingroom1_micro")
@@ -142,9 +198,7 @@ def main(argv: list[str] | None = None) -> dict:
         cfg.clean_masks,
     )
     target = world_point(seq[0], *args.click)
-    runs = {
-        mode: run(pipe, seq, target, args.frames, sticky=mode == "sticky") for mode in ("fresh", "sticky")
-    }
+    runs = {mode: run(pipe, seq, target, args.frames, mode) for mode in args.modes}
     try:
         run_git = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
         commit = run_git.stdout.strip()
@@ -157,11 +211,7 @@ def main(argv: list[str] | None = None) -> dict:
         "load_after": list(os.getloadavg()),
         "sequence": "livingroom1_micro",
         "target_world": target.tolist(),
-        "modes": {
-            "fresh": "every frame encoded fresh, one gaze point at the projected target, best score selected",
-            "sticky": "as fresh, but the candidate overlapping the previous selection (mapped by pose) "
-            "is selected",
-        },
+        "modes": {mode: MODES[mode] for mode in runs},
         **runs,
     }
     write_json("selection_stability.json", payload)
