@@ -5,18 +5,75 @@ was measured on (bench/common.py `provenance`); this lists, per file, whether th
 clients or the benchmark itself changed after that commit (stale), whether it was measured on a
 tree with uncommitted changes, and the load it was measured under. Exit code 1 when any is stale
 or carries no commit. A script, not a test: staleness is a fact to read, not a failure of the code.
+
+"The code it describes" is the bench module and every project module it imports, directly or
+through others (found by reading the imports, lazy ones and dotted module names in strings
+included): a change to the engine's transport does not make a decoder benchmark stale.
 """
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-CODE = ("engine", "models", "clients")
+PACKAGES = ("engine", "models", "clients", "bench", "xrseg")
+_MODULE_STRING = re.compile(r"^(?:engine|models|clients|xrseg)(?:\.\w+)+$")
+
+
+def module_file(name: str) -> Path | None:
+    base = ROOT.joinpath(*name.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def imported_names(path: Path) -> set[str]:
+    """Project modules a file imports (each import statement, at any depth), with their packages."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)  # submodules
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_STRING.match(node.value):
+            names.add(node.value)  # registries that import by name
+        elif isinstance(node, (ast.List, ast.Tuple)):  # a command line that runs `python -m PACKAGE`
+            items = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
+            names.update(f"{m}.__main__" for flag, m in zip(items, items[1:]) if flag == "-m" and isinstance(m, str))
+    expanded = set()
+    for name in names:
+        if name.split(".")[0] in PACKAGES:
+            parts = name.split(".")
+            expanded.update(".".join(parts[: i + 1]) for i in range(len(parts)))
+    return expanded
+
+
+def code_of(bench: Path) -> list[str]:
+    """The bench file and every project file it imports, transitively (repo-relative paths)."""
+    seen: set[Path] = set()
+    todo = [bench]
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        todo.extend(f for name in imported_names(path) if (f := module_file(name)) is not None)
+    return sorted(str(p.relative_to(ROOT)) for p in seen)
+
+
+def bench_module(stem: str) -> Path:
+    """bench/NAME.py for NAME.json; a variant's result (NAME_fast.json, NAME_timing.json) belongs
+    to the longest bench module its name starts with."""
+    candidates = [p for p in (ROOT / "bench").glob("*.py") if stem == p.stem or stem.startswith(p.stem + "_")]
+    return max(candidates, key=lambda p: len(p.stem)) if candidates else ROOT / "bench" / f"{stem}.py"
 
 
 def changed_since(commit: str, paths: list[str]) -> list[str]:
@@ -34,14 +91,14 @@ def main() -> int:
         data = json.loads(path.read_text())
         prov = data.get("provenance") or {}
         commit = prov.get("commit")
-        bench = f"bench/{path.stem}.py"
+        bench = bench_module(path.stem)
         if not commit:
             print(
                 f"STALE   {path.name}: no commit recorded (measured before provenance existed); rerun python -m bench.{path.stem}"
             )
             bad += 1
             continue
-        changed = changed_since(commit, [*CODE, bench, "bench/common.py"])
+        changed = changed_since(commit, code_of(bench))
         load = prov.get("load_avg_1m")
         note = f"commit {commit[:9]}, {prov.get('date')}, load {load}" + (
             ", dirty tree" if prov.get("dirty") else ""
