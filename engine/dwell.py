@@ -10,11 +10,13 @@ The same slot holds the answer to the latest gaze prompt: gaze comes with every 
 one object for hundreds of milliseconds, so a gaze prompt that lands within `reuse_radius_px` of
 the held answer's point (compared in the new frame's pixels, through depth and pose) is answered
 by moving that answer's masks into the new frame, without decoding again, as long as the held
-answer is younger than `reuse_max_s`.
+answer is younger than `reuse_max_s`. Past that, while the gaze stays on the held answer's mask,
+the next decode renews it as the same object (engine/renewal.py: how a long fixation keeps one
+object instead of letting each frame decide afresh what the gaze point belongs to).
 
 `GazeState` keeps the detector and that one slot. It does no decoding itself: the session asks
-`wanted()` what to decode when it is idle, hands answers to `store()`, and asks `serve()` whether
-the held answer fits a prompt.
+`wanted()` what to decode when it is idle, hands answers to `store()`, asks `serve()` whether
+the held answer fits a prompt as it is, and `on_object()` whether a decode should renew it.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ from engine.fusion import (
 )
 from engine.mapping import FrameMapping, MappingConfig
 from engine.pipeline import Answer
+from engine.renewal import lands_on
+from engine.tracking import TrackState
 
 
 @dataclass(frozen=True)
@@ -48,12 +52,17 @@ class DwellConfig:
         reuse_max_s: ... and when it is younger than this (its masks are warped to the new frame;
             surfaces that came into view since then are not in them).
         respeculate_px: decode again while the fixation lasts only when its centroid moved this far.
+        on_object_px: a gaze point within this distance of the held answer's mask (in its frame)
+            is on the held object: the next decode renews that object (engine/renewal.py).
+        renew_min_px: a renewed mask smaller than this lost the object: decode afresh instead.
     """
 
     fixation: FixationConfig = field(default_factory=FixationConfig)
     reuse_radius_px: float = 8.0
     reuse_max_s: float = 1.0
     respeculate_px: float = 4.0
+    on_object_px: int = 2
+    renew_min_px: int = 64
 
 
 @dataclass(frozen=True)
@@ -69,7 +78,8 @@ class SpeculationRequest:
 class Speculation:
     """A held answer at a gaze point: decoded at a fixation before it was asked for, or the answer
     to the latest gaze prompt. (x, y) and the answer's masks are in `frame`'s pixels; made is
-    time.time() when it was decoded; fixation_id is None when no fixation was open."""
+    time.time() when it was decoded; fixation_id is None when no fixation was open; track is the
+    tracker state a renewal left (engine/renewal.py), None for an answer decoded afresh."""
 
     fixation_id: int | None
     x: float
@@ -77,6 +87,7 @@ class Speculation:
     frame: RGBDFrame
     answer: Answer
     made: float
+    track: TrackState | None = None
 
 
 @dataclass(frozen=True)
@@ -97,11 +108,18 @@ class GazeState:
         self._want: SpeculationRequest | None = None
         self._held: Speculation | None = None
         self._open_id: int | None = None
+        self._last_gaze: tuple[float, float] | None = None
 
     @property
     def active(self) -> bool:
         """A fixation is open (the user is looking at something)."""
         return self._detector is not None and self._detector.current() is not None
+
+    @property
+    def last_gaze(self) -> tuple[float, float] | None:
+        """Where the eye was in the latest prompt: the confidence-weighted mean of its samples
+        (pixels of that prompt's frame, as the prompt's own gaze point), or None before any."""
+        return self._last_gaze
 
     @property
     def open_fixation_id(self) -> int | None:
@@ -113,8 +131,11 @@ class GazeState:
         if self._detector is None:
             self._detector = FixationDetector(GazeGeometry.from_intrinsics(intrinsics), self.config.fixation)
         events: list[FixationEvent] = []
-        for sample in sorted(samples, key=lambda s: s.t):
+        ordered = sorted(samples, key=lambda s: s.t)
+        for sample in ordered:
             events.extend(self._detector.push(sample))
+        if ordered:
+            self._last_gaze = _weighted_mean(ordered)
         dwell = None
         for event in events:
             fx = event.fixation
@@ -177,3 +198,30 @@ class GazeState:
         if math.dist((hx, hy), (x, y)) > self.config.reuse_radius_px:
             return None
         return held
+
+    def on_object(
+        self, fixation_id: int | None, x: float, y: float, frame: RGBDFrame, mapping: MappingConfig
+    ) -> Speculation | None:
+        """The held answer if gaze point (x, y) of `frame` lands on its mask (mapped by depth +
+        pose) and it was decoded for this fixation (or for none, or `fixation_id` is None): the eye
+        is still on its object, so a decode there should renew it (engine/renewal.py).
+
+        Ask with where the eye is now (the prompt's gaze point, `last_gaze`), not with a fixation's
+        centroid: that averages pixels over the whole fixation, and while the head turns the eye
+        stays on a world point whose pixel moves, so the centroid can lie off the object."""
+        held = self._held
+        if held is None:
+            return None
+        if fixation_id is not None and held.fixation_id not in (None, fixation_id):
+            return None
+        if not lands_on(held.answer.mask, held.frame, x, y, frame, mapping, self.config.on_object_px):
+            return None
+        return held
+
+
+def _weighted_mean(samples: list[GazeSample]) -> tuple[float, float]:
+    """Confidence-weighted mean (x, y) of gaze samples (the prompt's gaze point, engine/core)."""
+    weights = [max(s.confidence, 1e-3) for s in samples]
+    total = sum(weights)
+    x = sum(w * s.x for w, s in zip(weights, samples, strict=True)) / total
+    return x, sum(w * s.y for w, s in zip(weights, samples, strict=True)) / total

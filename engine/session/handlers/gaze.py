@@ -4,8 +4,10 @@ A prompt with gaze samples pushes them into the session's detector (engine/dwell
 mode nothing is answered until a fixation lasts the dwell time; then the selection is at the
 fixation's centroid. Gaze-only prompts (a stream of them, one per frame or so) are answered from
 the held answer of the previous one when the eye stayed on the same spot (masks moved into the
-new frame), and an older gaze prompt still waiting for a keyframe is dropped once a newer one is
-answered: the eye has moved on.
+new frame); once that answer is too old to move, a gaze point still on its mask renews it as the
+same object (engine/renewal.py) instead of decoding the point afresh, and so does a speculation
+while the fixation stays on it. An older gaze prompt still waiting for a keyframe is dropped once
+a newer one is answered: the eye has moved on.
 
 `GazeSpeculation` is background work: while the user dwells, decode at the open fixation on the
 newest frame, so the answer is ready when the dwell completes.
@@ -24,7 +26,8 @@ from engine.errors import EngineError, Overloaded
 from engine.mapping import FrameMapping, MappingConfig
 from engine.pipeline import Answer, prompt_input
 from engine.protocol import AnswerMode, ResultKind
-from engine.scheduler import KeyframeReason
+from engine.renewal import renew
+from engine.scheduler import Keyframe, KeyframeReason
 from engine.session.handlers.common import answer_request, begin, finish
 from engine.session.parts import Outgoing, SessionParts
 from engine.session.prompt_queue import PromptJob
@@ -68,6 +71,17 @@ class GazeHandler:
                     parts.counters.speculative_hits += 1
                     self._answered(parts, job)
                     return finish(parts, job, frame, reused, kind)
+            gx, gy = parts.gaze.last_gaze or (x, y)  # where the eye is now (a dwell's x, y: its centroid)
+            on = parts.gaze.on_object(fixation_id, gx, gy, frame, parts.pipeline.mapping)
+            if on is not None:  # still looking at the held object: keep it (engine/renewal.py)
+                keyframe = await parts.keyframes.keyframe_for(loaded.pending, frame)
+                stamps = replace(loaded.stamps, encode=time.time())
+                renewed = await renew_held(
+                    parts, on, frame, keyframe, (x, y), prompt.prompt_id, prompt.want_3d, stamps
+                )
+                if renewed is not None:
+                    self._answered(parts, job)
+                    return finish(parts, job, frame, renewed, kind)
         answer = await answer_request(
             parts, job, loaded, request, prompt, give_up=lambda: _superseded(parts, job)
         )
@@ -115,14 +129,60 @@ class GazeSpeculation:
             parts.deferred_speculation = want
             parts.keyframes.request(pending, KeyframeReason.PROMPT)
             return []
-        request = PromptInput(np.array([[want.x, want.y]], np.float32), np.ones(1, np.int32))
         now = time.time()
         stamps = StageTimestamps(capture=frame.capture_ts or None, frame_decode=now, encode=now)
+        # Is the eye still on the held object? Asked at the latest gaze point, not at the centroid:
+        # while the head turns, the centroid of the fixation's pixels lags behind the eye.
+        gx, gy = parts.gaze.last_gaze or (want.x, want.y)
+        on = parts.gaze.on_object(want.fixation_id, gx, gy, frame, parts.pipeline.mapping)
+        if on is not None:  # the fixation is still on the held object: keep it (engine/renewal.py)
+            if await renew_held(
+                parts, on, frame, keyframe, (want.x, want.y), -1, True, stamps, want.fixation_id
+            ):
+                parts.counters.speculative_decodes += 1
+                return []
+        request = PromptInput(np.array([[want.x, want.y]], np.float32), np.ones(1, np.int32))
         answer = await parts.run(parts.pipeline.answer, frame, keyframe, request, -1, stamps, True)
         if answer is not None:
             parts.counters.speculative_decodes += 1
             parts.gaze.store(Speculation(want.fixation_id, want.x, want.y, frame, answer, time.time()))
         return []
+
+
+async def renew_held(
+    parts: SessionParts,
+    held: Speculation,
+    frame: RGBDFrame,
+    keyframe: Keyframe,
+    gaze: tuple[float, float],
+    prompt_id: int,
+    want_3d: bool,
+    stamps: StageTimestamps,
+    fixation_id: int | None = None,
+) -> Answer | None:
+    """Decode the held answer's object again on `frame` and hold the result at `gaze` ((x, y) in
+    `frame`'s pixels); None when the renewal lost the object (the caller decodes afresh)."""
+    renewal = await parts.run(
+        renew,
+        parts.pipeline,
+        held.answer,
+        held.frame,
+        held.track,
+        frame,
+        keyframe,
+        prompt_id,
+        want_3d,
+        stamps,
+        parts.config.tracking,
+        parts.gaze.config.renew_min_px,
+    )
+    if renewal is None:
+        return None
+    if fixation_id is None:
+        fixation_id = parts.gaze.open_fixation_id
+    x, y = gaze
+    parts.gaze.store(Speculation(fixation_id, x, y, frame, renewal.answer, time.time(), renewal.state))
+    return renewal.answer
 
 
 def resume_deferred_speculation(parts: SessionParts) -> None:
