@@ -16,7 +16,12 @@ says "seat"; from frame 17 on the curve is in view and the LCCP path joins seat 
 Frame 18 offers no seat-alone candidate (its part is a 200-pixel piece), so choosing among
 candidates (sticky) switches there too; the tracker, which also prompts with the previous mask,
 keeps the seat. "track_fused" reports, for the tracked segments, the centroid of all they covered
-so far (VoxelUnion) instead of each frame's visible-surface centroid. `--modes` runs a subset.
+so far (VoxelUnion) instead of each frame's visible-surface centroid. "gaze" is the served path:
+the same gaze point sent as a stream of gaze prompts (8 samples a frame, 1 px noise) with the
+frames, at 30 fps, into a Session of an in-process Engine with its default settings (held answers
+reused, renewed as the same object once older than DwellConfig.reuse_max_s while the gaze stays
+on them: engine/renewal.py; speculative decodes at the fixation); the figure is what a client
+gets. `--modes` runs a subset.
 Reported: the spread of the selected 3D segment's world centroid (distance to the median centroid:
 median, p90, max), frame-to-frame centroid steps, and how often the selected granularity changed.
 
@@ -26,9 +31,11 @@ Writes bench/results/selection_stability.json and .png (commit, n, load).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -37,10 +44,13 @@ from bench.common import RESULTS, machine, percentiles, write_json
 from bench.real_gt import default_data_dir
 from clients.sources.folder import open_sequence
 from engine.config import EngineConfig
-from engine.core import StageTimestamps
+from engine.core import GazeSample, Prompt, StageTimestamps
 from engine.mapping import FrameMapping
 from engine.masks.metrics import mask_iou
 from engine.pipeline import Pipeline
+from engine.protocol import ErrorMessage, Hello, Message, ResultMessage
+from engine.server import Engine
+from engine.session import PendingFrame
 from engine.tracking import TrackState, track_step
 from models.interfaces import PromptInput
 from models.registry import ModelSpec, build_model
@@ -53,7 +63,12 @@ MODES = {
     "track_fused": "as track, but the point reported is the centroid of every 1 cm world voxel the tracked "
     "segments covered so far (fused here in the bench: what a world anchor fused over frames would give; "
     "the engine's results carry each frame's visible-surface centroid)",
+    "gaze": "the served path: a gaze prompt (8 samples, 1 px noise) with every frame at 30 fps into a "
+    "Session of an in-process Engine, default settings (held answers reused, then renewed as the same "
+    "object while the gaze stays on them; speculative decodes at the fixation)",
 }
+GAZE_FPS = 30.0
+GAZE_SAMPLES = 8
 FUSED_VOXEL_M = 0.01
 
 
@@ -111,7 +126,9 @@ def sticky_chooser(prior: np.ndarray, min_iou: float = 0.3):
 
 
 def run(pipe: Pipeline, seq, target: np.ndarray, n_frames: int, mode: str) -> dict:
-    """One pass over the sequence in one of MODES."""
+    """One pass over the sequence in one of MODES ("gaze" ignores `pipe`: the engine builds its own)."""
+    if mode == "gaze":
+        return asyncio.run(run_gaze(seq, target, n_frames))
     centroids, grans, ms, used = [], [], [], []
     prev = None
     state = None
@@ -151,6 +168,67 @@ def run(pipe: Pipeline, seq, target: np.ndarray, n_frames: int, mode: str) -> di
         centroids.append(centroid if fused is None else fused.add(seg.points))
         grans.append(granularity)
         used.append(i)
+    return _summary(centroids, grans, ms, used)
+
+
+async def run_gaze(seq, target: np.ndarray, n_frames: int, config: EngineConfig | None = None) -> dict:
+    """The "gaze" mode: frames and gaze prompts through a Session, paced at GAZE_FPS (so held
+    answers age as in a live stream); ms_per_frame is the time until the session went idle."""
+    rng = np.random.default_rng(0)
+    replies: list[Message] = []
+
+    async def send(message: Message) -> None:
+        replies.append(message)
+
+    ms, asked = [], []
+    async with Engine(config or EngineConfig(port=0)) as engine:
+        session = engine.open_session(Hello(token="local", client="bench.selection_stability"))
+        session.attach(send)
+        start = time.perf_counter()
+        for i in range(min(n_frames, len(seq))):
+            frame = replace(seq[i], frame_id=i, capture_ts=i / GAZE_FPS)
+            xy = project(frame, target)
+            if xy is None:
+                continue
+            ahead = start + i / GAZE_FPS - time.perf_counter()
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            noise = rng.normal(0.0, 1.0, (GAZE_SAMPLES, 2))
+            samples = tuple(
+                GazeSample((i + k / GAZE_SAMPLES) / GAZE_FPS, xy[0] + dx, xy[1] + dy, 0.95)
+                for k, (dx, dy) in enumerate(noise)
+            )
+            t0 = time.perf_counter()
+            session.offer_frame(PendingFrame.from_frame(frame, frame.capture_ts))
+            session.submit(Prompt(i, i, gaze=samples))
+            await session.idle()
+            ms.append((time.perf_counter() - t0) * 1e3)
+            asked.append(i)
+        stats = session.stats
+    results = {m.result.prompt_id: m.result for m in replies if isinstance(m, ResultMessage)}
+    errors = [m for m in replies if isinstance(m, ErrorMessage)]
+    if errors:
+        raise RuntimeError(f"the session answered gaze prompts with errors: {errors[:3]}")
+    centroids, grans, used = [], [], []
+    for i in asked:
+        result = results.get(i)
+        if result is None or result.segment is None or result.segment.status != "ok":
+            continue
+        centroids.append(np.asarray(result.segment.centroid, np.float64))
+        grans.append(result.masks[result.best].granularity)
+        used.append(i)
+    out = _summary(centroids, grans, ms, used)
+    out["session_stats"] = {
+        "speculative_hits": stats.speculative_hits,
+        "speculative_decodes": stats.speculative_decodes,
+        "dwell_selections": stats.dwell_selections,
+        "prompts_answered": stats.prompts_answered,
+    }
+    return out
+
+
+def _summary(centroids: list[np.ndarray], grans: list[str], ms: list[float], used: list[int]) -> dict:
+    """Spread and steps of the selected segment's world centroid over the frames of one pass."""
     c = np.stack(centroids)
     spread = np.linalg.norm(c - np.median(c, axis=0), axis=1)
     steps = np.linalg.norm(np.diff(c, axis=0), axis=1)

@@ -1,17 +1,21 @@
 """bench.selection_stability on the posed livingroom sequence: what one frame alone gives for the
 gazed chair seat changes object at frame 18 (before, the seat's roll hides the cushion's curve
 into the back; after, it is in view), and the session's tracker keeps the object across that
-frame. VoxelUnion's centroid is that of everything seen so far, each voxel counted once."""
+frame, and so does the engine's served gaze path (a gaze prompt per frame through a Session).
+VoxelUnion's centroid is that of everything seen so far, each voxel counted once."""
 
 from __future__ import annotations
+
+import asyncio
 
 import numpy as np
 import pytest
 
 from bench.real_gt import default_data_dir
-from bench.selection_stability import VoxelUnion, run, world_point
+from bench.selection_stability import VoxelUnion, run, run_gaze, world_point
 from clients.sources.folder import open_sequence
 from engine.config import EngineConfig
+from engine.dwell import DwellConfig
 from engine.pipeline import Pipeline
 from models.registry import ModelSpec, build_model
 
@@ -32,6 +36,19 @@ def test_track_mode_keeps_the_object_where_fresh_answers_change_it() -> None:
     # tracked: the same object in every frame, no step of more than a few centimetres
     assert track["frame_to_frame_step_cm"]["max"] < 3.0
     assert track["centroid_spread_cm"]["max"] < 5.0
+
+
+@pytest.mark.skipif(not SEQUENCE.is_dir(), reason="needs ../shared/data/rgbd/livingroom1_micro")
+def test_gaze_mode_measures_the_served_path_and_it_keeps_the_object() -> None:
+    """The gaze stream through a Session: reused answers, then (past reuse_max_s, made 0 here so
+    every prompt is decoded) renewals of the held object, never the seat + back jump."""
+    seq = open_sequence(SEQUENCE)
+    target = world_point(seq[0], 480, 240)
+    config = EngineConfig(port=0, warm_up=False, gaze=DwellConfig(reuse_max_s=0.0))
+    gaze = asyncio.run(run_gaze(seq, target, 22, config))
+    assert gaze["n_frames"] == 22 and gaze["session_stats"]["prompts_answered"] == 22
+    assert gaze["frame_to_frame_step_cm"]["max"] < 3.0
+    assert gaze["centroid_spread_cm"]["max"] < 5.0
 
 
 def test_voxel_union_counts_each_world_voxel_once() -> None:
