@@ -26,12 +26,15 @@ from engine.config import EngineConfig
 from engine.core import GazeSample, Prompt, StageTimestamps
 from engine.dwell import DwellConfig, GazeState, Speculation
 from engine.mapping import FrameMapping, MappingConfig
+from engine.masks.metrics import mask_iou
 from engine.pipeline import Pipeline
 from engine.server import Engine
 from engine.tracking import interior_point
 from models.interfaces import PromptInput
 from models.registry import ModelSpec, build_model
 from tests.session_inbox import offer, open_session, settle
+from tests.test_gaze_dwell import FPS as DWELL_FPS
+from tests.test_gaze_dwell import gaze_trace, per_frame
 
 SEQUENCE = default_data_dir() / "livingroom1_micro"
 FPS = 30.0
@@ -103,3 +106,30 @@ def test_on_object_follows_the_mask_and_the_fixation() -> None:
     assert gaze.on_object(7, *on_xy, second.frame, mapping) is not None  # the same fixation goes on
     assert gaze.on_object(7, *off_xy, second.frame, mapping) is None  # ... but the eye left the object
     assert gaze.on_object(8, *on_xy, second.frame, mapping) is None  # another fixation's answer
+
+
+async def test_the_gaze_leaving_the_held_object_is_answered_afresh() -> None:
+    """Every prompt decoded (reuse_max_s 0): renewals while the eye is on one object, then a saccade
+    to another, whose answers are that other object, not the held one renewed."""
+    k = default_intrinsics(320, 240, 262.5, 262.5)
+    scene = make_scene(3)
+    (synth,) = render_sequence(scene, orbit_poses(scene, 1), k, DepthDegradation(), seed=6)
+    first, second = sorted(scene.object_ids, key=lambda o: -synth.visible_mask(o).sum())[:2]
+    trace = gaze_trace(interior_point(synth.visible_mask(first)), interior_point(synth.visible_mask(second)))
+    frames = per_frame(trace)
+    async with Engine(EngineConfig(port=0, gaze=DwellConfig(reuse_max_s=0.0))) as engine:
+        session, inbox = open_session(engine)
+        for i, samples in enumerate(frames):
+            offer(session, replace(synth.frame, frame_id=i))
+            if samples:
+                session.submit(Prompt(i, i, gaze=samples))
+            await settle(engine, session)
+    results = {m.result.prompt_id: m.result for m in inbox.results()}
+    assert not inbox.errors()
+    for i, r in results.items():
+        t = i / DWELL_FPS
+        mask = r.masks[r.best].mask.decode()
+        if 0.1 <= t < 0.3:  # on the first object (renewed after the first answer)
+            assert mask_iou(mask, synth.visible_mask(first)) > 0.7, i
+        elif t > 0.3 + 0.04 + 0.1:  # after the saccade: the second one
+            assert mask_iou(mask, synth.visible_mask(second)) > 0.7, i
