@@ -7,9 +7,12 @@ Two measurements, in one process, against one throwaway single-machine Ray clust
 
 1. The remote hop. One 640x480 frame is encoded on each side; then the same point prompt is decoded
    `--hop` times, one call at a time, by the in-process decoder (local) and by the remote one
-   (`RemotePromptDecoder`: Serve handle -> decoder replica -> bit-packed masks back, the embedding
-   passed by ObjectRef and cached on the replica). The added latency is the difference of the
-   p50s. Beside them, an empty call to the decoder deployment: Serve's own floor on this machine.
+   (`RemotePromptDecoder`: a direct actor call to the decoder replica holding the embedding, past
+   Serve's router (engine/remote/direct.py) -> bit-packed masks back, the embedding passed by
+   ObjectRef once and cached on the replica). The added latency is the difference of the p50s.
+   Beside them, for reference: the same remote decode through the Serve handle (the path before
+   direct calls, still taken when no replica is listed), an empty call to the decoder deployment
+   through its handle (Serve's own floor) and an empty direct call to a replica's actor (Ray's).
    Arms alternate in blocks of 20 calls so all see the same machine load.
 2. Throughput end to end. `--sessions` WebSocket clients, each with its own frame, send point prompts
    back to back (closed loop, each waits for its answer) to an engine on the local backend, then
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
 import os
 import time
 from dataclasses import replace
@@ -47,6 +51,7 @@ from tests.conftest import block_frame
 
 TOKEN = "bench"
 ARMS = ("local", "ray-1", "ray-2")
+HOP_ARMS = ("local", "ray", "ray-serve", "ping", "ping-direct")
 
 
 def ray_config(address: str, decoders: int) -> RayBackendConfig:
@@ -64,6 +69,8 @@ def engine_config(arm: str, address: str, sessions: int) -> EngineConfig:
 
 def measure_hop(address: str, calls: int, h: int, w: int) -> dict[str, list[float]]:
     """Decode latency (ms) of one prompt, in process vs over the remote hop, interleaved in blocks."""
+    import ray
+
     from engine.remote.cluster import connect_ray_backend
 
     frame, _ = block_frame(1, h=h, w=w)
@@ -76,11 +83,19 @@ def measure_hop(address: str, calls: int, h: int, w: int) -> dict[str, list[floa
     for arm in decoders:  # warm: first calls load kernels, fill the replica's embedding cache
         for _ in range(10):
             decoders[arm].predict(embeddings[arm], prompt)
+    # The same remote decoder without its direct path: every prompt through the Serve handle.
+    via_serve = copy.copy(decoders["ray"])
+    via_serve.direct = None
+    for _ in range(10):
+        via_serve.predict(embeddings["ray"], prompt)
     ping = remote.decoder._handle.ping  # the bare hop: a replica method that does nothing
+    replica = remote.decoder.direct.replicas.order(embeddings["ray"].data.key)[0]
     calls_of = {
         "local": lambda: decoders["local"].predict(embeddings["local"], prompt),
         "ray": lambda: decoders["ray"].predict(embeddings["ray"], prompt),
+        "ray-serve": lambda: via_serve.predict(embeddings["ray"], prompt),
         "ping": lambda: ping.remote().result(),
+        "ping-direct": lambda: ray.get(replica.actor.__ray_call__.remote(lambda _actor: True)),
     }
     times: dict[str, list[float]] = {arm: [] for arm in calls_of}
     block = 20
@@ -161,12 +176,17 @@ def plot(result: dict, path: Path) -> None:
         ax.bar(x, med, yerr=[lo, hi], capsize=4, color=["#888", "#4a90d9", "#2a60a9"])
         ax.set_xticks(x, ARMS)
         ax.set_title(label)
-    hop = [[r["hop"][a]["p50"] for r in runs] for a in ("local", "ray", "ping")]
+    hop = [[r["hop"][a]["p50"] for r in runs] for a in HOP_ARMS]
     med = [float(np.median(v)) for v in hop]
-    axes[2].bar([0, 1, 2], med, yerr=[[m - min(v) for m, v in zip(med, hop, strict=True)],
-                                   [max(v) - m for m, v in zip(med, hop, strict=True)]], capsize=4,
-                color=["#888", "#4a90d9", "#bbb"])  # fmt: skip
-    axes[2].set_xticks([0, 1, 2], ["decode\nin process", "decode\nremote", "empty call\n(Serve floor)"])
+    bars = np.arange(len(HOP_ARMS))
+    axes[2].bar(bars, med, yerr=[[m - min(v) for m, v in zip(med, hop, strict=True)],
+                                 [max(v) - m for m, v in zip(med, hop, strict=True)]], capsize=4,
+                color=["#888", "#4a90d9", "#9ab", "#bbb", "#ddd"])  # fmt: skip
+    axes[2].set_xticks(
+        bars,
+        ["decode\nin process", "decode\nremote", "decode\nvia Serve", "empty\nServe", "empty\ndirect"],
+        fontsize=7,
+    )
     axes[2].set_title(f"decode p50 (ms); added {result['summary']['hop_added_p50_ms']['median']:.2f} ms")
     p = result["provenance"]
     fig.suptitle(
@@ -185,8 +205,11 @@ def summarise(runs: list[dict]) -> dict:
 
     out: dict = {
         "hop_added_p50_ms": spread([r["hop"]["ray"]["p50"] - r["hop"]["local"]["p50"] for r in runs]),
-        "hop_p50_ms": {a: spread([r["hop"][a]["p50"] for r in runs]) for a in ("local", "ray", "ping")},
-        "hop_p95_ms": {a: spread([r["hop"][a]["p95"] for r in runs]) for a in ("local", "ray", "ping")},
+        "hop_added_via_serve_p50_ms": spread(
+            [r["hop"]["ray-serve"]["p50"] - r["hop"]["local"]["p50"] for r in runs]
+        ),
+        "hop_p50_ms": {a: spread([r["hop"][a]["p50"] for r in runs]) for a in HOP_ARMS},
+        "hop_p95_ms": {a: spread([r["hop"][a]["p95"] for r in runs]) for a in HOP_ARMS},
     }
     for arm in ARMS:
         out[arm] = {

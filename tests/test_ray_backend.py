@@ -163,6 +163,48 @@ async def test_a_decoder_replica_killed_mid_request(ray_head: str, caplog: pytes
             assert (await client.stats()).prompts_answered >= 2
 
 
+def _replica_holds(replica: object, key: str) -> bool:
+    """Whether the decoder replica behind `replica` (a direct route's entry) has embedding `key`."""
+
+    def holds(_actor: object, k: str) -> bool:
+        from ray import serve
+
+        return k in serve.get_replica_context().servable_object._cache
+
+    return bool(ray.get(replica.actor.__ray_call__.remote(holds, key), timeout=30))  # type: ignore[attr-defined]
+
+
+async def test_point_prompts_go_straight_to_the_replica_holding_the_keyframe(
+    live_engine: LiveEngine, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A point prompt skips Serve's router (engine/remote/direct.py): it goes to one decoder
+    replica, the same for every prompt on a keyframe, which alone fetches the embedding. When that
+    replica is killed, the next prompt goes to the other one, and the dead one leaves the set."""
+    from engine.remote.direct import DirectDecoder
+
+    caplog.set_level(logging.WARNING, logger="engine.remote.direct")
+    decoder = live_engine.engine.model.decoder
+    assert isinstance(decoder.direct, DirectDecoder)
+    frame, block = block_frame(7, h=240, w=320)
+    async with XrsegClient.connect(live_engine.url, TOKEN) as client:
+        await client.send_frame(frame, ImageCodec.PNG)
+        for prompt_id in (1, 2):
+            await client.prompt(Prompt(prompt_id, frame.frame_id, points=(PointPrompt(120, 120),)))
+        keyframe = live_engine.engine.sessions[client.session_id].keyframe
+        assert keyframe is not None
+        key = keyframe.embedding.data.key
+        chosen, other = await asyncio.to_thread(decoder.direct.replicas.order, key)
+        assert await asyncio.to_thread(_replica_holds, chosen, key)
+        assert not await asyncio.to_thread(_replica_holds, other, key)
+
+        ray.kill(chosen.actor, no_restart=True)
+        result = await client.prompt(Prompt(3, frame.frame_id, points=(PointPrompt(120, 120),)), timeout=120)
+        assert mask_iou(result.masks[result.best].mask.decode(), block) > 0.9
+        assert any(f"direct call to {chosen.name}" in r.getMessage() for r in caplog.records)
+        assert chosen.name not in [r.name for r in decoder.direct.replicas.current()]
+        assert await asyncio.to_thread(_replica_holds, other, key)
+
+
 async def test_sessions_resume_by_token_on_a_restarted_front_end(ray_head: str) -> None:
     """The front-end stops (a restart, or a roll to a new version); the client reconnects with its
     session id and token to the next front-end and keeps its session (empty: frames are gone)."""

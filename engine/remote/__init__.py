@@ -4,7 +4,8 @@ Why: one GPU process is the unit of `--backend local`; when one machine is not e
 parts (models) scale out on Ray Serve while transports and sessions stay on front-end processes.
 The engine cannot tell: `RemoteImageEncoder`, `RemotePromptDecoder` and `RemoteTextEncoder`
 (engine/remote/proxies.py) implement the interfaces of models/interfaces.py and call Serve
-deployment handles. An embedding stays where the encoder replica put it (the Ray object store); the
+deployment handles (a point prompt goes straight to a decoder replica's actor instead:
+engine/remote/direct.py). An embedding stays where the encoder replica put it (the Ray object store); the
 engine holds only its ObjectRef, and the decoder replicas fetch it once and cache it.
 
 Importing this package does not import Ray: `config.py` is plain dataclasses, the rest is loaded

@@ -25,6 +25,7 @@ from engine.remote.deployments import (
     PromptDecoderDeployment,
     TextEncoderDeployment,
 )
+from engine.remote.direct import DecoderReplicas, DirectDecoder
 from engine.remote.payloads import ModelInfo
 from engine.remote.proxies import RemoteCaller, RemoteImageEncoder, RemotePromptDecoder, RemoteTextEncoder
 from engine.remote.serve_env import replica_env
@@ -131,11 +132,14 @@ def connect_ray_backend(config: EngineConfig) -> RayBackend:
     text = None
     if config.clip_checkpoint is not None:
         text = _text_encoder(config, names[TEXT])
+    direct = None
+    if rc.direct_decode and dec.min_replicas is None:  # autoscaling needs Serve to see every request
+        direct = DirectDecoder(DecoderReplicas(names[DECODER], DECODER), rc.retries, rc.request_timeout_s)
     model = SegmentationModel(
         info.name,
         RemoteImageEncoder(info.name, encoder, RemoteCaller(ENCODER, rc.retries, rc.request_timeout_s)),
         RemotePromptDecoder(
-            info.name, decoder, RemoteCaller(DECODER, rc.retries, rc.request_timeout_s), info
+            info.name, decoder, RemoteCaller(DECODER, rc.retries, rc.request_timeout_s), info, direct
         ),
         needs_depth=info.needs_depth,
     )

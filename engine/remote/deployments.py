@@ -7,6 +7,8 @@
   is freed when the front-end lets go of the keyframe.
 - `PromptDecoderDeployment`: prompts, `@serve.batch`ed; the embedding is fetched from the object
   store once per replica and kept in a small LRU (a keyframe is reused by every prompt on it).
+  A point prompt usually skips Serve's router: the front-end calls `direct_predict` on the
+  replica's actor itself (engine/remote/direct.py says why and how).
 - `TextEncoderDeployment`: CLIP phrases and image crops (engine/text_answer.py ranks with them).
 
 A failure of one request comes back as that request's exception (one bad prompt does not fail the
@@ -26,7 +28,7 @@ import numpy as np
 import ray
 from ray import serve
 
-from engine.remote.payloads import ModelInfo, NotCached, PackedPrediction, RemoteEmbedding
+from engine.remote.payloads import ModelInfo, NotCached, NotReady, PackedPrediction, RemoteEmbedding
 from models.interfaces import (
     ImageEmbedding,
     ImageInput,
@@ -102,6 +104,12 @@ class PromptDecoderDeployment:
         self, model: str, checkpoint: str | None, device: str, max_batch_size: int, wait_s: float, cache: int
     ) -> None:
         self._decoder = build_model(_spec(model, checkpoint, device)).decoder
+        # The loop Serve runs this object's methods on (it constructs it there): direct calls are
+        # handed to it, so the decoder and the cache are only ever used from that one thread.
+        try:
+            self.loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # constructed off the loop (another Serve version): no direct calls
+            self.loop = None
         self._cache: OrderedDict[str, ImageEmbedding] = OrderedDict()
         self._cache_size = cache
         self.predict.set_max_batch_size(max_batch_size)
@@ -111,8 +119,9 @@ class PromptDecoderDeployment:
         """Nothing: the bare cost of the hop (bench.scale measures it beside a decode)."""
         return True
 
-    async def _resolve(self, embedding: ImageEmbedding) -> ImageEmbedding:
-        """The real embedding behind a remote one: from the LRU, else fetched from the object store."""
+    def _cached(self, embedding: ImageEmbedding) -> ImageEmbedding | None:
+        """The real embedding behind a remote one if the LRU holds it; raises _Miss when it does
+        not and the request named it by key only."""
         remote = embedding.data
         if not isinstance(remote, RemoteEmbedding):
             raise ModelError(f"the remote decoder got a {type(remote).__name__}, not a remote embedding")
@@ -122,14 +131,33 @@ class PromptDecoderDeployment:
             return found
         if not remote.refs:
             raise _Miss(remote.key)
-        payload = await remote.refs[0]
+        return None
+
+    def _keep(self, embedding: ImageEmbedding, payload: Any) -> ImageEmbedding:
         if isinstance(payload, Exception):  # the encode failed (the front-end's check missed it)
             raise payload
         found = ImageEmbedding(embedding.backend, embedding.original_size, payload)
-        self._cache[remote.key] = found
+        self._cache[embedding.data.key] = found
         while len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
         return found
+
+    async def _resolve(self, embedding: ImageEmbedding) -> ImageEmbedding:
+        """The real embedding behind a remote one: from the LRU, else fetched from the object store."""
+        found = self._cached(embedding)
+        return found if found is not None else self._keep(embedding, await embedding.data.refs[0])
+
+    async def predict_direct(
+        self, embedding: ImageEmbedding, prompt: PromptInput
+    ) -> PackedPrediction | Exception | NotCached:
+        """One prompt sent past Serve's router (`direct_predict`); the same answers as `predict`."""
+        try:
+            found = await self._resolve(embedding)
+        except _Miss as miss:
+            return NotCached(miss.key)
+        except Exception as exc:  # noqa: BLE001 - this request's failure (a lost object)
+            return exc
+        return self._decode_all([(found, prompt)])[0]
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.0)
     async def predict(
@@ -170,6 +198,25 @@ class PromptDecoderDeployment:
         real = await self._resolve(embedding)
         predictions = await asyncio.to_thread(predict_prompts, self._decoder, real, list(prompts))
         return [PackedPrediction.pack(p) for p in predictions]
+
+
+def direct_predict(
+    _replica_actor: Any, embedding: ImageEmbedding, prompt: PromptInput
+) -> PackedPrediction | Exception | NotCached | NotReady:
+    """Run by `__ray_call__` on a decoder replica's actor: `predict_direct` of the deployment object
+    that replica serves. Ray's `__ray_call__` runs a function on any actor's instance, and Serve's
+    replica context holds the user object (`servable_object`), so the deployment needs no actor
+    method of its own for the front-end to reach it without a Serve handle.
+
+    Ray runs this on a thread of its own (not the replica's event loop, and with a stack too small
+    for the decoder's compiled kernels: they crash there), so the work is handed to the loop the
+    deployment object lives on, and this thread only waits for it."""
+    context = serve.get_replica_context()
+    decoder = context.servable_object
+    loop = getattr(decoder, "loop", None)
+    if loop is None or not hasattr(decoder, "predict_direct"):
+        return NotReady(str(context.replica_id))
+    return asyncio.run_coroutine_threadsafe(decoder.predict_direct(embedding, prompt), loop).result()
 
 
 @serve.deployment

@@ -49,6 +49,14 @@ class NotCached:
 
 
 @dataclass(frozen=True)
+class NotReady:
+    """A decoder replica's answer to a direct call (engine/remote/direct.py) before its decoder is
+    built (Serve names a replica's actor before it constructs the deployment object)."""
+
+    replica: str
+
+
+@dataclass(frozen=True)
 class ModelInfo:
     """What the front-end needs to know of the model behind the deployments.
 

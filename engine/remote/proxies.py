@@ -25,6 +25,7 @@ from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError, 
 
 from engine.errors import BackendUnavailable, Overloaded
 from engine.remote.deployments import embedding_ready
+from engine.remote.direct import DirectDecoder
 from engine.remote.payloads import ModelInfo, NotCached, RemoteEmbedding
 from models.interfaces import ImageEmbedding, ImageInput, MaskPrediction, ModelError, PromptInput
 
@@ -130,12 +131,23 @@ class RemoteImageEncoder:
 
 
 class RemotePromptDecoder:
-    """PromptDecoder + BatchPromptDecoder over the decoder deployment."""
+    """PromptDecoder + BatchPromptDecoder over the decoder deployment.
 
-    def __init__(self, name: str, handle: Any, caller: RemoteCaller, info: ModelInfo) -> None:
+    direct: when given, `predict` calls a replica's actor past Serve's router (engine/remote/direct.py)
+    and takes the handle's path only when that has no replica to offer."""
+
+    def __init__(
+        self,
+        name: str,
+        handle: Any,
+        caller: RemoteCaller,
+        info: ModelInfo,
+        direct: DirectDecoder | None = None,
+    ) -> None:
         self.name = name
         self._handle = handle
         self._caller = caller
+        self.direct = direct
         if info.everything_iou_thresh is not None:  # engine/everything.py reads these off the decoder
             self.everything_iou_thresh = info.everything_iou_thresh
         if info.everything_min_area_px is not None:
@@ -149,8 +161,13 @@ class RemotePromptDecoder:
             )
 
     def predict(self, embedding: ImageEmbedding, prompt: PromptInput) -> MaskPrediction:
-        """By key first; with the ref when the replica Serve picked does not hold it yet."""
+        """Straight to the replica holding the embedding when there is a direct path; else through
+        Serve: by key first, with the ref when the replica Serve picked does not hold it yet."""
         self._check(embedding)
+        if self.direct is not None:
+            answer = self.direct.predict(embedding, prompt)
+            if answer is not None:
+                return _raise_failure(self._caller.deployment, answer).unpack()
         keyed = replace(embedding, data=embedding.data.by_key())
         packed = self._caller.call(lambda: self._handle.predict.remote((keyed, prompt)))
         if isinstance(packed, NotCached):
