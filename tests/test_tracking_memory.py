@@ -25,6 +25,7 @@ from engine.config import EngineConfig
 from engine.core import PointPrompt, Prompt
 from engine.masks.metrics import mask_iou
 from engine.protocol import PromptMessage, ResultKind
+from engine.scheduler import KeyframeConfig
 from engine.server import Engine
 from engine.tracking import TrackingConfig, interior_point
 from models.geometric import build_geometric
@@ -59,9 +60,10 @@ def _select(synth, target: int, prompt_id: int) -> Prompt:
     return Prompt(prompt_id, synth.frame.frame_id, points=(PointPrompt(x, y),))
 
 
-def _engine(tracker: Sam2VideoTracker, **tracking) -> Engine:
+def _engine(tracker: Sam2VideoTracker, keyframes: KeyframeConfig | None = None, **tracking) -> Engine:
     model = replace(build_geometric(), tracker=tracker)
-    return Engine(EngineConfig(port=0, clean_masks=False, tracking=TrackingConfig(**tracking)), model)
+    config = EngineConfig(port=0, clean_masks=False, tracking=TrackingConfig(**tracking))
+    return Engine(replace(config, keyframes=keyframes or config.keyframes), model)
 
 
 async def test_tracking_follows_the_video_memory_and_cancel_forgets_it(tracker, frames) -> None:
@@ -114,3 +116,27 @@ async def test_video_memory_off_keeps_the_keyframe_tracker(tracker, frames) -> N
         msg = await inbox.result(3, ResultKind.TRACK, frame_id=synth[1].frame.frame_id)
     assert msg.result.masks[0].granularity != "memory"
     assert mask_iou(msg.result.masks[0].mask.decode(), synth[1].visible_mask(target)) > 0.7
+
+
+@pytest.mark.parametrize("video_memory", [True, False])
+async def test_tracking_through_the_video_memory_asks_for_no_background_keyframes(
+    tracker, frames, video_memory: bool
+) -> None:
+    """The video memory encodes every frame itself: background keyframe refreshes while tracking
+    would encode each frame twice. The keyframe tracker does need them as the camera moves."""
+    synth, target = frames
+    moving = KeyframeConfig(engaged_s=1e-3, max_translation_m=0.001, max_rotation_deg=0.1, background_duty=1.0)
+    async with _engine(tracker, moving, video_memory=video_memory) as engine:
+        session, inbox = open_session(engine)
+        offer(session, synth[0].frame)
+        session.submit(PromptMessage(_select(synth[0], target, 5), track=True))
+        await inbox.result(5, ResultKind.ANSWER)
+        for s in synth[1:5]:
+            offer(session, s.frame)
+            await inbox.result(5, ResultKind.TRACK, frame_id=s.frame.frame_id)
+        await session.idle()
+        stats = session.stats
+    if video_memory:
+        assert stats.keyframes_encoded == 1  # the selection's own
+    else:
+        assert stats.keyframes_encoded > 1

@@ -99,8 +99,18 @@ class SessionParts:
         """A user acted: background keyframe refreshes are worth their cost for a while."""
         self.engaged_until = time.time() + self.config.keyframes.engaged_s
 
+    @property
+    def tracks_in_memory(self) -> bool:
+        """Tracked objects follow the model's video memory (SAM 2.1 / EdgeTAM video checkpoints),
+        which sees every frame itself, rather than masks mapped from keyframes."""
+        return self.context.model.tracker is not None and self.config.tracking.video_memory
+
     def engaged(self) -> bool:
-        return time.time() <= self.engaged_until or bool(self.tracks) or self.gaze.active
+        """Background keyframe refreshes are worth their cost: a recent prompt, an open fixation, or
+        objects tracked from keyframes (a video memory encodes each frame itself: refreshes would
+        encode it twice)."""
+        tracking = bool(self.tracks) and not self.tracks_in_memory
+        return time.time() <= self.engaged_until or tracking or self.gaze.active
 
     def frame_for(self, prompt: Prompt, held: PendingFrame | None = None) -> PendingFrame:
         """The prompt's frame (held since the prompt arrived, or still in the window), else the newest."""

@@ -31,8 +31,8 @@ class TrackStep:
         assert pending is not None
         parts.tracked_frame_id = pending.frame_id
         frame = await parts.load(pending)
-        tracker, config = parts.context.model.tracker, parts.config.tracking
-        if tracker is not None and config.video_memory:
+        tracker = parts.context.model.tracker
+        if tracker is not None and parts.tracks_in_memory:
             return await self._with_memory(parts, pending.received, frame, tracker)
         keyframe = await parts.keyframes.keyframe_for(pending, frame)
         out: list[Outgoing] = []
