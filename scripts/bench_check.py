@@ -43,11 +43,14 @@ def imported_names(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
             names.update(f"{node.module}.{alias.name}" for alias in node.names)  # submodules
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and _MODULE_STRING.match(node.value):
-            names.add(node.value)  # registries that import by name
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            if _MODULE_STRING.match(node.value):
+                names.add(node.value)  # registries that import by name
         elif isinstance(node, (ast.List, ast.Tuple)):  # a command line that runs `python -m PACKAGE`
             items = [e.value if isinstance(e, ast.Constant) else None for e in node.elts]
-            names.update(f"{m}.__main__" for flag, m in zip(items, items[1:]) if flag == "-m" and isinstance(m, str))
+            for flag, module in zip(items, items[1:], strict=False):
+                if flag == "-m" and isinstance(module, str):
+                    names.add(f"{module}.__main__")
     expanded = set()
     for name in names:
         if name.split(".")[0] in PACKAGES:

@@ -237,7 +237,11 @@ def test_plane_facing_equals_the_float32_product(frame_features) -> None:
     feats, _, _ = frame_features
     normals = feats.normals.reshape(-1, 3)
     axis = np.array([0.3, -0.8, 0.52], np.float32)
-    np.testing.assert_array_equal(plane_facing(normals, axis), np.abs(normals @ axis))
+    got = plane_facing(normals, axis)
+    # the same float32 sum, left to right, without BLAS (whose sgemv fuses multiply-adds on some CPUs)
+    by_hand = normals[:, 0] * axis[0] + normals[:, 1] * axis[1] + normals[:, 2] * axis[2]
+    np.testing.assert_array_equal(got, np.abs(by_hand))
+    np.testing.assert_allclose(got, np.abs(normals @ axis), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("connectivity", [4, 8])

@@ -136,7 +136,9 @@ async def test_websocket_transport_refuses_attach_to_a_session_closed_during_the
 
 
 @pytest.mark.parametrize("congested", [False, True])
-async def test_a_client_that_does_not_read_gets_no_work_until_it_drains_then_its_newest_prompt(congested: bool) -> None:
+async def test_a_client_that_does_not_read_gets_no_work_until_it_drains_then_its_newest_prompt(
+    congested: bool,
+) -> None:
     """While the transport's replies pile up (its client is not reading), the session computes
     nothing for it: older prompts are dropped (counted), the newest waits. Once the client has
     drained its replies, the newest is answered. A reading client gets every answer."""

@@ -125,7 +125,9 @@ async def test_tracking_through_the_video_memory_asks_for_no_background_keyframe
     """The video memory encodes every frame itself: background keyframe refreshes while tracking
     would encode each frame twice. The keyframe tracker does need them as the camera moves."""
     synth, target = frames
-    moving = KeyframeConfig(engaged_s=1e-3, max_translation_m=0.001, max_rotation_deg=0.1, background_duty=1.0)
+    moving = KeyframeConfig(
+        engaged_s=1e-3, max_translation_m=0.001, max_rotation_deg=0.1, background_duty=1.0
+    )
     async with _engine(tracker, moving, video_memory=video_memory) as engine:
         session, inbox = open_session(engine)
         offer(session, synth[0].frame)

@@ -140,13 +140,11 @@ class Session:
         return session_stats(self._parts, self._queue, self._outbox)
 
     @property
-    def keyframe(self) -> Keyframe | None:
-        """The keyframe prompts are answered from."""
+    def keyframe(self) -> Keyframe | None:  # the keyframe prompts are answered from
         return self._parts.keyframes.keyframe
 
     @property
-    def tracked(self) -> tuple[int, ...]:
-        """prompt_ids of the objects being tracked."""
+    def tracked(self) -> tuple[int, ...]:  # prompt_ids of the objects being tracked
         return tuple(self._parts.tracks)
 
     async def idle(self) -> None:
@@ -193,10 +191,10 @@ class Session:
         """Queue a prompt (answer mode, tracking, everything); a bare v1 Prompt is answered, not tracked."""
         message = PromptMessage(message) if isinstance(message, Prompt) else message
         arrived = received if received is not None else time.time()
-        job = PromptJob(message, arrived, self._frames.get(message.prompt.frame_id))
-        dropped = self._queue.push(job)
+        dropped = self._queue.push(PromptJob(message, arrived, self._frames.get(message.prompt.frame_id)))
         if dropped is not None and not self._congested():  # a client not reading would not see it
-            self.report(Overloaded("prompt dropped: newer prompts arrived faster than answered"), dropped.prompt_id)
+            late = Overloaded("prompt dropped: newer prompts arrived faster than answered")
+            self.report(late, dropped.prompt_id)
         self._poke()
 
     def cancel_tracking(self, prompt_id: int | None = None) -> None:
@@ -238,7 +236,8 @@ class Session:
                 self._spawn(self._answer(job), f"prompt-{job.prompt_id}", job)
                 await job.admitted  # prepared in order; only keyframe waits overlap
                 continue
-            work = next((w for w in BACKGROUND if w.due(parts)), None) if not (self._queue or congested) else None
+            idle = not (self._queue or congested)
+            work = next((w for w in BACKGROUND if w.due(parts)), None) if idle else None
             if work is not None:
                 self._busy = True
                 try:

@@ -136,7 +136,8 @@ class WebSocketTransport:
                     metrics.messages_refused.labels(TRANSPORT, "rate").inc()
                     if now - noticed >= a.notice_interval_s:
                         noticed = now
-                        outbox.offer(ErrorMessage(ErrorCode.OVERLOADED, "messages dropped: slow down (rate limit)"))
+                        notice = "messages dropped: slow down (rate limit)"
+                        outbox.offer(ErrorMessage(ErrorCode.OVERLOADED, notice))
                     await asyncio.sleep(min(bucket.wait_s(), _MAX_PAUSE_S))  # read no faster: TCP pushes back
                     continue
                 try:

@@ -256,8 +256,9 @@ def plane_distance(xyz: np.ndarray, plane: np.ndarray) -> np.ndarray:
 def plane_facing(normals: np.ndarray, axis: np.ndarray) -> np.ndarray:
     """|normals @ axis| in float32 (normals (n, 3) float32, axis (3,) float32): how squarely each
     pixel faces a plane (support_mask), without the product's and the abs's temporaries. The
-    products are summed left to right in float32 as OpenBLAS's sgemv does here (the
-    support_mask reference test in tests/test_geometric_support_speed.py checks the masks)."""
+    products are summed left to right in float32; BLAS's sgemv may fuse multiply-adds on some
+    CPUs, so it can differ from `normals @ axis` by an ulp (the support_mask reference test in
+    tests/test_geometric_support_speed.py checks the masks)."""
     a, b, c = axis[0], axis[1], axis[2]
     out = np.empty(normals.shape[0], np.float32)
     for i in range(normals.shape[0]):

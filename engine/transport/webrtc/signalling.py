@@ -112,7 +112,7 @@ class WebRTCTransport:
             offer, hello, pts_per_frame = _parse_offer(body)
             session = self.engine.open_session(hello, address)
         except ProtocolError as exc:
-            await asyncio.sleep(self.engine.refusal_delay(address))  # tarpit a blocked guesser (engine/server.py)
+            await asyncio.sleep(self.engine.refusal_delay(address))  # a blocked guesser waits (server.py)
             gate.greeted(address)
             gate.closed()
             return _error(401 if exc.code == ErrorCode.UNAUTHORIZED else 400, exc.code, exc.message)
