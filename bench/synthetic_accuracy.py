@@ -32,6 +32,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from bench.common import provenance
 from clients.sources.synthetic import (
     DepthDegradation,
     SceneRenderer,
@@ -296,7 +297,7 @@ def main(argv: list[str] | None = None) -> dict:
         "timing_ms": timing,
         "objects": [asdict(r) for r in results],
         "held_out": held_out,
-        "commit": _commit(),
+        "provenance": provenance(),  # commit, dirty tree, date, load (make bench-check reads it)
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "synthetic_accuracy.json").write_text(json.dumps(summary, indent=2))
@@ -320,16 +321,6 @@ def main(argv: list[str] | None = None) -> dict:
         held_out["centroid_error_m_median"] * 1000,
     )
     return summary
-
-
-def _commit() -> str:
-    import subprocess
-
-    try:
-        run = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True)
-        return run.stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-PACKAGES = ("engine", "models", "clients", "bench", "xrseg")
+PACKAGES = ("engine", "models", "clients", "bench", "xrseg", "tests")  # tests: support modules benches reuse
 _MODULE_STRING = re.compile(r"^(?:engine|models|clients|xrseg)(?:\.\w+)+$")
 
 
