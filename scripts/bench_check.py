@@ -94,11 +94,13 @@ def main() -> int:
         data = json.loads(path.read_text())
         prov = data.get("provenance") or {}
         commit = prov.get("commit")
+        if not commit and isinstance(data.get("commit"), str):  # benches that predate provenance()
+            commit = data["commit"].removesuffix("-dirty")
+            dirty = data["commit"].endswith("-dirty")
+            prov = {"commit": commit, "dirty": dirty, "date": data.get("written_at")}
         bench = bench_module(path.stem)
         if not commit:
-            print(
-                f"STALE   {path.name}: no commit recorded (measured before provenance existed); rerun python -m bench.{path.stem}"
-            )
+            print(f"STALE   {path.name}: no commit recorded; rerun python -m bench.{path.stem}")
             bad += 1
             continue
         changed = changed_since(commit, code_of(bench))
