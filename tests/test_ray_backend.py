@@ -193,7 +193,14 @@ async def test_point_prompts_go_straight_to_the_replica_holding_the_keyframe(
         keyframe = live_engine.engine.sessions[client.session_id].keyframe
         assert keyframe is not None
         key = keyframe.embedding.data.key
-        chosen, other = await asyncio.to_thread(decoder.direct.replicas.order, key)
+        # an earlier test of this module kills a replica: wait for Serve's replacement to be listed
+        # (the set is read again every 5 s)
+        for _ in range(120):
+            order = await asyncio.to_thread(decoder.direct.replicas.order, key)
+            if len(order) >= 2:
+                break
+            await asyncio.sleep(1.0)
+        chosen, other = order
         assert await asyncio.to_thread(_replica_holds, chosen, key)
         assert not await asyncio.to_thread(_replica_holds, other, key)
 
