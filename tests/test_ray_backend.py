@@ -186,6 +186,12 @@ async def test_point_prompts_go_straight_to_the_replica_holding_the_keyframe(
     decoder = live_engine.engine.model.decoder
     assert isinstance(decoder.direct, DirectDecoder)
     frame, block = block_frame(7, h=240, w=320)
+    # An earlier test of this module kills a replica: wait until Serve's replacement is listed (the
+    # set is read again every 5 s) before the prompts choose their replica.
+    for _ in range(120):
+        if len(await asyncio.to_thread(decoder.direct.replicas.current)) >= 2:
+            break
+        await asyncio.sleep(1.0)
     async with XrsegClient.connect(live_engine.url, TOKEN) as client:
         await client.send_frame(frame, ImageCodec.PNG)
         for prompt_id in (1, 2):
@@ -193,14 +199,7 @@ async def test_point_prompts_go_straight_to_the_replica_holding_the_keyframe(
         keyframe = live_engine.engine.sessions[client.session_id].keyframe
         assert keyframe is not None
         key = keyframe.embedding.data.key
-        # an earlier test of this module kills a replica: wait for Serve's replacement to be listed
-        # (the set is read again every 5 s)
-        for _ in range(120):
-            order = await asyncio.to_thread(decoder.direct.replicas.order, key)
-            if len(order) >= 2:
-                break
-            await asyncio.sleep(1.0)
-        chosen, other = order
+        chosen, other = await asyncio.to_thread(decoder.direct.replicas.order, key)
         assert await asyncio.to_thread(_replica_holds, chosen, key)
         assert not await asyncio.to_thread(_replica_holds, other, key)
 
