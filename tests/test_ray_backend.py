@@ -16,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("ray", reason="the ray backend needs the `ray` extra: pip install 'xrseg[ray]'")
@@ -209,6 +210,44 @@ async def test_point_prompts_go_straight_to_the_replica_holding_the_keyframe(
         assert any(f"direct call to {chosen.name}" in r.getMessage() for r in caplog.records)
         assert chosen.name not in [r.name for r in decoder.direct.replicas.current()]
         assert await asyncio.to_thread(_replica_holds, other, key)
+
+
+def _page_faults_per_decode(replica: object, embedding: object, prompt: object, calls: int) -> float:
+    """Minor page faults per call of the replica's direct decode, counted in the replica's process."""
+
+    def count(actor: object, emb: object, pr: object, n: int) -> float:
+        import resource
+
+        from engine.remote.deployments import direct_predict
+
+        direct_predict(actor, emb, pr)  # the first call may grow the arena
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        for _ in range(n):
+            direct_predict(actor, emb, pr)
+        return (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / n
+
+    ref = replica.actor.__ray_call__.remote(count, embedding, prompt, calls)  # type: ignore[attr-defined]
+    return float(ray.get(ref, timeout=60))
+
+
+async def test_a_decoder_replica_reuses_its_memory_from_prompt_to_prompt(live_engine: LiveEngine) -> None:
+    """A replica's prompts do not fault their masks' pages in again on every call
+    (serve_env.REPLICA_MALLOC_ENV): with glibc's defaults, the replica's decode thread returned
+    them to the kernel after each call, about 800 page faults per 640x480 prompt."""
+    from models.interfaces import PromptInput
+
+    decoder = live_engine.engine.model.decoder
+    frame, _ = block_frame(3, h=480, w=640)
+    async with XrsegClient.connect(live_engine.url, TOKEN) as client:
+        await client.send_frame(frame, ImageCodec.PNG)
+        await client.prompt(Prompt(1, frame.frame_id, points=(PointPrompt(240, 240),)), timeout=120)
+        keyframe = live_engine.engine.sessions[client.session_id].keyframe
+        assert keyframe is not None
+        embedding = keyframe.embedding
+        replica = (await asyncio.to_thread(decoder.direct.replicas.order, embedding.data.key))[0]
+        prompt = PromptInput(np.array([[240.0, 240.0]], np.float32), np.ones(1, np.int32))
+        faults = await asyncio.to_thread(_page_faults_per_decode, replica, embedding, prompt, 30)
+    assert faults < 100, f"{faults:.0f} page faults per decode in the replica"
 
 
 async def test_sessions_resume_by_token_on_a_restarted_front_end(ray_head: str) -> None:
