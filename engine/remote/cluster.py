@@ -10,6 +10,7 @@ same app_name find them running and attach, after checking they serve the same m
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,8 +69,23 @@ def _init_ray(config: RayBackendConfig) -> None:
     except ConnectionError as exc:
         raise ModelError(
             f"cannot reach the Ray cluster at {config.address!r} ({exc}); start one with `ray start --head` "
-            "and pass its address (host:port) as --ray-address"
+            f"and pass its address (host:port) as --ray-address{_token_hint()}"
         ) from None
+
+
+def _token_hint() -> str:
+    """Why a running cluster may refuse us: `ray start` turns on token authentication by itself when
+    it finds a token (~/.ray/auth_token), but a driver given an address does not, so it is refused
+    with the same error as an unreachable cluster."""
+    if os.environ.get("RAY_AUTH_MODE", "").lower() == "token":
+        return ""
+    token_file = Path(os.environ.get("RAY_AUTH_TOKEN_PATH", Path.home() / ".ray" / "auth_token"))
+    if not (token_file.exists() or os.environ.get("RAY_AUTH_TOKEN")):
+        return ""
+    return (
+        f". If the cluster is running: a Ray auth token is set here ({token_file}), so the cluster may "
+        "require token authentication; run xrseg with RAY_AUTH_MODE=token and the cluster's token"
+    )
 
 
 def _runtime_env(config: RayBackendConfig) -> dict[str, Any]:
