@@ -25,7 +25,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from engine.core import CameraIntrinsics, GazeSample, RGBDFrame
+from engine.core import CameraIntrinsics, GazeSample, RGBDFrame, gaze_point
 from engine.fusion import (
     Fixation,
     FixationConfig,
@@ -135,7 +135,7 @@ class GazeState:
         for sample in ordered:
             events.extend(self._detector.push(sample))
         if ordered:
-            self._last_gaze = _weighted_mean(ordered)
+            self._last_gaze = gaze_point(ordered)
         dwell = None
         for event in events:
             fx = event.fixation
@@ -218,10 +218,3 @@ class GazeState:
             return None
         return held
 
-
-def _weighted_mean(samples: list[GazeSample]) -> tuple[float, float]:
-    """Confidence-weighted mean (x, y) of gaze samples (the prompt's gaze point, engine/core)."""
-    weights = [max(s.confidence, 1e-3) for s in samples]
-    total = sum(weights)
-    x = sum(w * s.x for w, s in zip(weights, samples, strict=True)) / total
-    return x, sum(w * s.y for w, s in zip(weights, samples, strict=True)) / total

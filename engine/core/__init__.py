@@ -6,7 +6,7 @@ about networks or particular models.
 """
 
 from engine.core.frame import CameraIntrinsics, Pose, RGBDFrame
-from engine.core.prompts import BoxPrompt, GazeSample, MaskPrompt, PointPrompt, Prompt
+from engine.core.prompts import BoxPrompt, GazeSample, MaskPrompt, PointPrompt, Prompt, gaze_point
 from engine.core.results import (
     MaskCandidate,
     MaskRanking,
@@ -31,4 +31,5 @@ __all__ = [
     "Segment3D",
     "SegmentationResult",
     "StageTimestamps",
+    "gaze_point",
 ]

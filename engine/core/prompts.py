@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,11 +94,21 @@ class Prompt:
         coords = [(p.x, p.y) for p in self.points]
         labels = [p.label for p in self.points]
         if self.gaze:
-            w = np.array([max(g.confidence, 1e-3) for g in self.gaze])
-            xy = np.array([(g.x, g.y) for g in self.gaze])
-            coords.append(tuple((xy * w[:, None]).sum(0) / w.sum()))
+            coords.append(gaze_point(self.gaze))
             labels.append(1)
         return np.asarray(coords, np.float32).reshape(-1, 2), np.asarray(labels, np.int32)
+
+
+def gaze_point(samples: Sequence[GazeSample]) -> tuple[float, float]:
+    """Where a burst of gaze samples looks: their confidence-weighted mean (x, y).
+
+    One definition for the decoder's gaze point (`Prompt.anchor_points`) and the dwell's "where the
+    eye is now" (engine/dwell.py), so the renewal checks the point the decoder was given. A sample
+    of confidence 0 still weighs a little, so a burst of such samples still has a point."""
+    w = np.array([max(g.confidence, 1e-3) for g in samples])
+    xy = np.array([(g.x, g.y) for g in samples])
+    x, y = (xy * w[:, None]).sum(0) / w.sum()
+    return float(x), float(y)
 
 
 def _check_inside(x: float, y: float, height: int, width: int, what: str) -> None:
