@@ -21,7 +21,9 @@ the same gaze point sent as a stream of gaze prompts (8 samples a frame, 1 px no
 frames, at 30 fps, into a Session of an in-process Engine with its default settings (held answers
 reused, renewed as the same object once older than DwellConfig.reuse_max_s while the gaze stays
 on them: engine/renewal.py; speculative decodes at the fixation); the figure is what a client
-gets. `--modes` runs a subset.
+gets, and next to it ("anchor") the spread of the world anchor the engine reports with each
+answer of the held object (engine/anchor.py: the engine's own fusion over frames, which
+track_fused computes here in the bench). `--modes` runs a subset.
 Reported: the spread of the selected 3D segment's world centroid (distance to the median centroid:
 median, p90, max), frame-to-frame centroid steps, and how often the selected granularity changed.
 
@@ -65,7 +67,8 @@ MODES = {
     "the engine's results carry each frame's visible-surface centroid)",
     "gaze": "the served path: a gaze prompt (8 samples, 1 px noise) with every frame at 30 fps into a "
     "Session of an in-process Engine, default settings (held answers reused, then renewed as the same "
-    "object while the gaze stays on them; speculative decodes at the fixation)",
+    "object while the gaze stays on them; speculative decodes at the fixation); 'anchor': the world "
+    "anchor the engine reports with those answers (segment.anchor, engine/anchor.py)",
 }
 GAZE_FPS = 30.0
 GAZE_SAMPLES = 8
@@ -209,7 +212,7 @@ async def run_gaze(seq, target: np.ndarray, n_frames: int, config: EngineConfig 
     errors = [m for m in replies if isinstance(m, ErrorMessage)]
     if errors:
         raise RuntimeError(f"the session answered gaze prompts with errors: {errors[:3]}")
-    centroids, grans, used = [], [], []
+    centroids, grans, used, anchors, anchored, fused = [], [], [], [], [], []
     for i in asked:
         result = results.get(i)
         if result is None or result.segment is None or result.segment.status != "ok":
@@ -217,7 +220,24 @@ async def run_gaze(seq, target: np.ndarray, n_frames: int, config: EngineConfig 
         centroids.append(np.asarray(result.segment.centroid, np.float64))
         grans.append(result.masks[result.best].granularity)
         used.append(i)
+        if (anchor := result.segment.anchor) is not None:
+            anchors.append(np.asarray(anchor.centroid, np.float64))
+            anchored.append(i)
+            fused.append(anchor.frames)
     out = _summary(centroids, grans, ms, used)
+    # The engine's world anchor of the held object (engine/anchor.py), as the client got it.
+    if anchors:
+        a = _summary(anchors, [], [], anchored)
+        out["anchor"] = {
+            "n_frames": a["n_frames"],
+            "anchor_spread_cm": a["centroid_spread_cm"],
+            "frame_to_frame_step_cm": a["frame_to_frame_step_cm"],
+            "frames_fused": fused,
+            # the anchor started afresh (frames_fused went down): the engine took it for another object
+            "resets": int(sum(b < p for p, b in zip(fused[:-1], fused[1:], strict=True))),
+            "spread_per_frame_cm": a["spread_per_frame_cm"],
+            "frames": anchored,
+        }
     out["session_stats"] = {
         "speculative_hits": stats.speculative_hits,
         "speculative_decodes": stats.speculative_decodes,
@@ -238,7 +258,7 @@ def _summary(centroids: list[np.ndarray], grans: list[str], ms: list[float], use
         "frame_to_frame_step_cm": _stats(steps),
         "granularity_counts": {g: grans.count(g) for g in sorted(set(grans))},
         "granularity_switches": int(sum(a != b for a, b in zip(grans[:-1], grans[1:], strict=True))),
-        "ms_per_frame": percentiles(ms),
+        "ms_per_frame": percentiles(ms) if ms else None,
         "spread_per_frame_cm": (spread * 100).round(2).tolist(),
         "steps_cm": (steps * 100).round(2).tolist(),
         "frames": used,
@@ -301,6 +321,9 @@ def main(argv: list[str] | None = None) -> dict:
     fig, ax = plt.subplots(1, 2, figsize=(11, 4))
     for mode, r in runs.items():
         ax[0].plot(r["frames"], r["spread_per_frame_cm"], ".-", label=mode)
+        if "anchor" in r:
+            a = r["anchor"]
+            ax[0].plot(a["frames"], a["spread_per_frame_cm"], ".-", label=f"{mode} anchor")
         ax[1].plot(r["frames"][1:], r["steps_cm"], ".-", label=mode)
     ax[0].axhline(2, color="r", ls="--", lw=1, label="2 cm target")
     ax[0].set(
@@ -315,6 +338,8 @@ def main(argv: list[str] | None = None) -> dict:
     keys = ("n_frames", "centroid_spread_cm", "frame_to_frame_step_cm", "granularity_counts")
     for mode, r in runs.items():
         print(mode, {k: r[k] for k in keys})
+        if "anchor" in r:
+            print(f"{mode} anchor", {k: r["anchor"][k] for k in ("n_frames", "anchor_spread_cm", "resets")})
     return payload
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.admission import AdmissionConfig
+from engine.anchor import AnchorConfig
 from engine.capture.config import CaptureConfig
 from engine.dwell import DwellConfig
 from engine.everything import EverythingConfig
@@ -48,6 +49,7 @@ class EngineConfig:
         everything: the point-grid automatic masks (engine/everything.py).
         gaze: fixation thresholds and speculative decoding (engine/dwell.py).
         tracking: tracked objects per session and when to distrust a decode (engine/tracking.py).
+        anchor: how a held or tracked object's world anchor is fused over frames (engine/anchor.py).
         clip_checkpoint: CLIP weights for text prompts (an open_clip folder, or a weights file
             with clip_arch); None answers text prompts with unsupported_prompt.
         clip_arch: open_clip architecture of a weights-file clip_checkpoint (e.g. ViT-B-32).
@@ -84,6 +86,7 @@ class EngineConfig:
     everything: EverythingConfig = field(default_factory=EverythingConfig)
     gaze: DwellConfig = field(default_factory=DwellConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    anchor: AnchorConfig = field(default_factory=AnchorConfig)
     clip_checkpoint: Path | None = None
     clip_arch: str | None = None
     text_ranking: TextRankConfig = field(default_factory=TextRankConfig)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from engine.core import CameraIntrinsics, GazeSample, RGBDFrame, gaze_point
 from engine.fusion import (
@@ -79,7 +79,10 @@ class Speculation:
     """A held answer at a gaze point: decoded at a fixation before it was asked for, or the answer
     to the latest gaze prompt. (x, y) and the answer's masks are in `frame`'s pixels; made is
     time.time() when it was decoded; fixation_id is None when no fixation was open; track is the
-    tracker state a renewal left (engine/renewal.py), None for an answer decoded afresh."""
+    tracker state a renewal left (engine/renewal.py), None for an answer decoded afresh.
+    object_id names the object it holds: a renewal passes on the renewed answer's, an answer
+    decoded afresh gets a new one from `GazeState.store` (None here); the session's world anchor
+    (engine/anchor.py) fuses over the answers of one object_id and starts afresh on another."""
 
     fixation_id: int | None
     x: float
@@ -88,6 +91,7 @@ class Speculation:
     answer: Answer
     made: float
     track: TrackState | None = None
+    object_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,7 @@ class GazeState:
         self._held: Speculation | None = None
         self._open_id: int | None = None
         self._last_gaze: tuple[float, float] | None = None
+        self._objects = 0  # object ids handed out (Speculation.object_id)
 
     @property
     def active(self) -> bool:
@@ -168,8 +173,14 @@ class GazeState:
         if self._want is None:
             self._want = request
 
-    def store(self, speculation: Speculation) -> None:
+    def store(self, speculation: Speculation) -> Speculation:
+        """Hold `speculation`; one without an object_id (decoded afresh) gets a new one. Returns
+        what is held."""
+        if speculation.object_id is None:
+            self._objects += 1
+            speculation = replace(speculation, object_id=self._objects)
         self._held = speculation
+        return speculation
 
     def serve(
         self,

@@ -1,7 +1,8 @@
 """bench.selection_stability on the posed livingroom sequence: what one frame alone gives for the
 gazed chair seat changes object at frame 18 (before, the seat's roll hides the cushion's curve
 into the back; after, it is in view), and the session's tracker keeps the object across that
-frame, and so does the engine's served gaze path (a gaze prompt per frame through a Session).
+frame, and so does the engine's served gaze path (a gaze prompt per frame through a Session),
+whose world anchor (fused over the frames by the engine) spreads less than its per-frame centroid.
 VoxelUnion's centroid is that of everything seen so far, each voxel counted once."""
 
 from __future__ import annotations
@@ -49,6 +50,10 @@ def test_gaze_mode_measures_the_served_path_and_it_keeps_the_object() -> None:
     assert gaze["n_frames"] == 22 and gaze["session_stats"]["prompts_answered"] == 22
     assert gaze["frame_to_frame_step_cm"]["max"] < 3.0
     assert gaze["centroid_spread_cm"]["max"] < 5.0
+    # the world anchor the engine reports with each answer (engine/anchor.py): one object throughout
+    anchor = gaze["anchor"]
+    assert anchor["n_frames"] == 22 and anchor["resets"] == 0
+    assert anchor["anchor_spread_cm"]["p90"] < gaze["centroid_spread_cm"]["p90"]
 
 
 def test_voxel_union_counts_each_world_voxel_once() -> None:

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from engine.core import (
+    AnchorWorld,
     BoxPrompt,
     CameraIntrinsics,
     GazeSample,
@@ -37,6 +38,7 @@ from engine.protocol import (
     encode_frame,
     encode_message,
 )
+from engine.protocol.envelope import pack, parse_envelope
 
 
 def _frame(h: int = 48, w: int = 64, depth_dtype: type = np.uint16) -> RGBDFrame:
@@ -107,6 +109,33 @@ def test_result_round_trip() -> None:
     assert np.array_equal(got.masks[0].mask.decode(), mask) and got.masks[0].granularity == "object"
     assert np.array_equal(got.segment.points, seg.points) and got.segment.num_points == 40
     assert got.timestamps == result.timestamps and got.keyframe_id == 6
+    assert got.segment.anchor is None  # a one-off answer: no anchor on the wire, none decoded
+
+
+def test_result_round_trip_carries_the_world_anchor() -> None:
+    """segment.anchor (engine/anchor.py) is an optional field: present, it survives the round trip;
+    a header without it (an older engine) still decodes."""
+    mask = np.zeros((8, 8), bool)
+    mask[2:5, 2:5] = True
+    anchor = AnchorWorld(np.array([0.4, -0.1, 1.2]), 7, 913)
+    seg = Segment3D("ok", np.zeros(3), np.zeros(3), np.ones(3), np.eye(3), np.zeros((2, 3), np.float32), 9,
+                    anchor=anchor)  # fmt: skip
+    result = SegmentationResult(1, 2, 2, (MaskCandidate(RLEMask.encode(mask), 0.9, "object"),), 0, seg,
+                                Pose.identity(), StageTimestamps())  # fmt: skip
+    got = decode_message(encode_message(ResultMessage(result))).result.segment.anchor
+    np.testing.assert_allclose(got.centroid, anchor.centroid)
+    assert (got.frames, got.voxels) == (7, 913)
+    assert _code(_pack_result_with_anchor([0.1, 0.2])) == ErrorCode.INVALID_FIELD  # two coordinates
+
+
+def _pack_result_with_anchor(centroid: list[float]) -> bytes:
+    seg = Segment3D("ok", np.zeros(3), np.zeros(3), np.ones(3), np.eye(3), np.zeros((1, 3), np.float32), 1,
+                    anchor=AnchorWorld(np.zeros(3), 1, 1))  # fmt: skip
+    result = SegmentationResult(1, 2, 2, (), 0, seg, None, StageTimestamps())
+    env = parse_envelope(encode_message(ResultMessage(result)))
+    header = {k: v for k, v in env.header.items() if k not in ("v", "payloads")}
+    header["segment"]["anchor"]["centroid"] = centroid
+    return pack(header, [(name, codec, bytes(data)) for name, (codec, data) in env.payloads.items()])
 
 
 def test_rle_matches_pycocotools_convention() -> None:

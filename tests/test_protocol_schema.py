@@ -16,6 +16,7 @@ import pytest
 from referencing import Registry, Resource
 
 from engine.core import (
+    AnchorWorld,
     CameraIntrinsics,
     MaskCandidate,
     MaskRanking,
@@ -83,8 +84,9 @@ def test_headers_the_engine_writes_match_the_schemas() -> None:
     mask = np.zeros((6, 8), bool)
     mask[1:4, 2:6] = True
     segment = Segment3D(
-        "ok", np.zeros(3), np.zeros(3), np.ones(3), np.eye(3), np.zeros((5, 3), np.float32), 5
-    )
+        "ok", np.zeros(3), np.zeros(3), np.ones(3), np.eye(3), np.zeros((5, 3), np.float32), 5,
+        anchor=AnchorWorld(np.zeros(3), 3, 40),
+    )  # fmt: skip
     ranking = MaskRanking(1.2, 0.6, 0.27, None, 0.9)
     result = SegmentationResult(
         3, 9, 8, (MaskCandidate(RLEMask.encode(mask), 0.9, "object", ranking),), 0, segment,

@@ -8,6 +8,7 @@ about networks or particular models.
 from engine.core.frame import CameraIntrinsics, Pose, RGBDFrame
 from engine.core.prompts import BoxPrompt, GazeSample, MaskPrompt, PointPrompt, Prompt, gaze_point
 from engine.core.results import (
+    AnchorWorld,
     MaskCandidate,
     MaskRanking,
     RLEMask,
@@ -17,6 +18,7 @@ from engine.core.results import (
 )
 
 __all__ = [
+    "AnchorWorld",
     "BoxPrompt",
     "CameraIntrinsics",
     "GazeSample",

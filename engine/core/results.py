@@ -80,6 +80,21 @@ class MaskCandidate:
 
 
 @dataclass(frozen=True, eq=False)
+class AnchorWorld:
+    """Where a selected object is in the world, fused over the frames it was selected in.
+
+    Why: a segment's `centroid` is that of the surface visible in its own frame and slides with
+    the viewpoint; this one converges while the same object stays selected (engine/anchor.py).
+    centroid: (3,) metres, world frame: the mean of the centres of every `voxels` world voxel
+    (1 cm by default) the object's segments covered over `frames` fused frames.
+    """
+
+    centroid: np.ndarray
+    frames: int
+    voxels: int
+
+
+@dataclass(frozen=True, eq=False)
 class Segment3D:
     """The selected mask lifted into world coordinates (camera frame when no pose is known).
 
@@ -91,6 +106,9 @@ class Segment3D:
         points: (N, 3) float32 cleaned, voxel-down-sampled points.
         num_points: valid depth samples that went in, before cleaning.
         frame: "world" or "camera".
+        anchor: the object's world anchor fused over the frames this selection (a held gaze
+            answer, a tracked object) kept it (engine/anchor.py); None when not fused (a
+            one-off answer, a segment in camera coordinates).
     """
 
     status: str
@@ -101,6 +119,7 @@ class Segment3D:
     points: np.ndarray
     num_points: int
     frame: str = "world"
+    anchor: AnchorWorld | None = None
 
     @classmethod
     def no_depth(cls, num_points: int = 0, frame: str = "world") -> Segment3D:

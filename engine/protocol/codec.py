@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from engine.core import (
+    AnchorWorld,
     CameraIntrinsics,
     MaskCandidate,
     MaskRanking,
@@ -178,6 +179,9 @@ def encode_result(result: SegmentationResult, kind: ResultKind = ResultKind.ANSW
             "frame": s.frame,
             "payload": "points",
         }
+        if s.anchor is not None:  # a held or tracked selection's fused world anchor (additive v1 field)
+            a = s.anchor
+            segment["anchor"] = {"centroid": a.centroid.tolist(), "frames": a.frames, "voxels": a.voxels}
     header = {
         "type": MessageType.RESULT,
         "prompt_id": result.prompt_id,
@@ -208,6 +212,17 @@ def _decode_ranking(r: object) -> MaskRanking | None:
     )
 
 
+def _decode_anchor(a: object) -> AnchorWorld | None:
+    """A segment's fused world anchor (`segment.anchor`), absent on one-off answers and from
+    engines that predate it."""
+    if a is None:
+        return None
+    if not isinstance(a, dict):
+        message = "field 'anchor' must be an object: centroid, frames, voxels"
+        raise ProtocolError(ErrorCode.INVALID_FIELD, message)
+    return AnchorWorld(_floats(a, "centroid", 3, None), _field(a, "frames", int), _field(a, "voxels", int))
+
+
 def _decode_result(env: Envelope, limits: Limits) -> ResultMessage:
     h = env.header
     height, width = _field(h, "height", int), _field(h, "width", int)
@@ -231,6 +246,7 @@ def _decode_result(env: Envelope, limits: Limits) -> ResultMessage:
             points=pl.decode_points(env.payloads[_field(s, "payload", str)][1]),
             num_points=_field(s, "num_points", int),
             frame=_field(s, "frame", str),
+            anchor=_decode_anchor(s.get("anchor")),
         )
     result = SegmentationResult(
         prompt_id=_field(h, "prompt_id", int),

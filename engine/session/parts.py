@@ -1,8 +1,8 @@
 """What a session's handlers work with: the session's parts.
 
-`SessionParts` is one session's state as the handlers see it:
-its frame window, keyframe source, gaze state and tracked objects, plus `run` (the worker pool,
-one call at a time per session) and `load` (a frame's pixels). Everything in it is read and
+`SessionParts` is one session's state as the handlers see it: its frame window, keyframe source,
+gaze state, tracked objects and the selections' world anchors, plus `run` (the worker pool, one
+call at a time per session) and `load` (a frame's pixels). Everything in it is read and
 written on the event loop only; worker threads get inputs and return outputs.
 """
 
@@ -15,6 +15,7 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from engine.anchor import Anchors
 from engine.config import EngineConfig
 from engine.core import Prompt, RGBDFrame
 from engine.dwell import GazeState, SpeculationRequest
@@ -80,6 +81,7 @@ class SessionParts:
     deferred_speculation: SpeculationRequest | None = None
     capture: CaptureHandler | None = None  # made on the session's first capture message
     track_memory: TrackMemory | None = None  # the model's video memory, while objects are tracked
+    anchors: Anchors = field(default_factory=Anchors)  # world anchors of the held / tracked objects
 
     @property
     def pipeline(self) -> Pipeline:
@@ -164,6 +166,7 @@ def build_parts(session_id: str, context: SessionContext, on_landed: Callable[[]
         Counters(),
         SerialRunner(context.executor),
         GazeState(config.gaze),
+        anchors=Anchors(config.anchor),
     )
     parts.keyframes = keyframe_source(
         session_id, context, parts.frames, parts.counters, parts.run, parts.engaged, on_landed

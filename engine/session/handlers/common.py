@@ -71,6 +71,7 @@ def finish(
     """The reply, and tracking from this answer on when the prompt asked for it."""
     if job.message.track:
         start_tracking(parts, job.prompt, frame, answer)
+        answer = parts.anchors.report(track_anchor(job.prompt_id), job.prompt_id, answer)
     return [Reply(answer, kind)]
 
 
@@ -78,6 +79,12 @@ def start_tracking(parts: SessionParts, prompt: Prompt, frame: RGBDFrame, answer
     parts.check_track_capacity(prompt.prompt_id)
     parts.tracks[prompt.prompt_id] = TrackState.from_answer(prompt.prompt_id, frame, answer, prompt.want_3d)
     parts.tracked_frame_id = frame.frame_id
+    parts.anchors.forget(track_anchor(prompt.prompt_id))  # a new object: its anchor starts afresh
+
+
+def track_anchor(prompt_id: int) -> tuple[str, int]:
+    """The world anchor slot of a tracked object (engine/anchor.py)."""
+    return ("track", prompt_id)
 
 
 def with_ref(error: EngineError, ref_id: int) -> EngineError:

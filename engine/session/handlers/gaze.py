@@ -6,8 +6,10 @@ fixation's centroid. Gaze-only prompts (a stream of them, one per frame or so) a
 the held answer of the previous one when the eye stayed on the same spot (masks moved into the
 new frame); once that answer is too old to move, a gaze point still on its mask renews it as the
 same object (engine/renewal.py) instead of decoding the point afresh, and so does a speculation
-while the fixation stays on it. An older gaze prompt still waiting for a keyframe is dropped once
-a newer one is answered: the eye has moved on.
+while the fixation stays on it. Each answer of the held object carries its world anchor, fused
+over the answers of that object (engine/anchor.py); one decoded afresh starts a new anchor. An
+older gaze prompt still waiting for a keyframe is dropped once a newer one is answered: the eye
+has moved on.
 
 `GazeSpeculation` is background work: while the user dwells, decode at the open fixation on the
 newest frame, so the answer is ready when the dwell completes.
@@ -32,6 +34,8 @@ from engine.session.handlers.common import answer_request, begin, finish
 from engine.session.parts import Outgoing, SessionParts
 from engine.session.prompt_queue import PromptJob
 from models.interfaces import PromptInput
+
+GAZE_ANCHOR = "gaze"  # the anchor slot of the held gaze answer (engine/anchor.py)
 
 
 def gaze_only(prompt: Prompt) -> bool:
@@ -70,7 +74,7 @@ class GazeHandler:
                 if reused is not None:
                     parts.counters.speculative_hits += 1
                     self._answered(parts, job)
-                    return finish(parts, job, frame, reused, kind)
+                    return finish(parts, job, frame, _anchored(parts, held.object_id, reused), kind)
             gx, gy = parts.gaze.last_gaze or (x, y)  # where the eye is now (a dwell's x, y: its centroid)
             on = parts.gaze.on_object(fixation_id, gx, gy, frame, parts.pipeline.mapping)
             if on is not None:  # still looking at the held object: keep it (engine/renewal.py)
@@ -81,22 +85,29 @@ class GazeHandler:
                 )
                 if renewed is not None:
                     self._answered(parts, job)
-                    return finish(parts, job, frame, renewed, kind)
+                    return finish(parts, job, frame, _anchored(parts, on.object_id, renewed), kind)
         answer = await answer_request(
             parts, job, loaded, request, prompt, give_up=lambda: _superseded(parts, job)
         )
         if (stale := _superseded(parts, job)) is not None:
             raise stale  # a newer gaze prompt was answered while this one waited: the eye moved on
         # Hold it: the next gaze prompts on the same spot are answered from it.
-        parts.gaze.store(Speculation(parts.gaze.open_fixation_id, x, y, frame, answer, time.time()))
+        held = parts.gaze.store(Speculation(parts.gaze.open_fixation_id, x, y, frame, answer, time.time()))
         self._answered(parts, job)
-        return finish(parts, job, frame, answer, kind)
+        return finish(parts, job, frame, _anchored(parts, held.object_id, answer), kind)
 
     @staticmethod
     def _answered(parts: SessionParts, job: PromptJob) -> None:
         """Older gaze prompts still waiting for a keyframe are stale now; wake them to give up."""
         parts.gaze_answered_at = max(parts.gaze_answered_at, job.received)
         parts.keyframes.wake()
+
+
+def _anchored(parts: SessionParts, object_id: int | None, answer: Answer) -> Answer:
+    """The answer with its held object's world anchor, fused over the gaze answers of that object
+    (engine/anchor.py): a reused or renewed answer continues the anchor; one decoded afresh has a
+    new object_id and starts it afresh."""
+    return parts.anchors.report(GAZE_ANCHOR, object_id, answer)
 
 
 def _superseded(parts: SessionParts, job: PromptJob) -> EngineError | None:
@@ -181,7 +192,9 @@ async def renew_held(
     if fixation_id is None:
         fixation_id = parts.gaze.open_fixation_id
     x, y = gaze
-    parts.gaze.store(Speculation(fixation_id, x, y, frame, renewal.answer, time.time(), renewal.state))
+    parts.gaze.store(
+        Speculation(fixation_id, x, y, frame, renewal.answer, time.time(), renewal.state, held.object_id)
+    )
     return renewal.answer
 
 

@@ -4,7 +4,8 @@ Prompts with `track` start it (engine/session/handlers/common.py `start_tracking
 stops it. This is background work: one step for all tracked objects on the newest frame; frames
 that arrived while a step ran are skipped (newest frame wins). A model with a video memory
 (SAM 2.1 / EdgeTAM video checkpoints) tracks through it (engine/tracking_memory.py); every other
-model through the session's keyframes (engine/tracking.py).
+model through the session's keyframes (engine/tracking.py). Each track result carries the
+object's world anchor, fused over its track results (engine/anchor.py).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from engine.core import RGBDFrame, StageTimestamps
 from engine.errors import EngineError
 from engine.protocol import ProtocolError, ResultKind
 from engine.session.handlers.capture import capture_tracked
+from engine.session.handlers.common import track_anchor
 from engine.session.parts import Failure, Outgoing, Reply, SessionParts
 from engine.tracking import track_step
 from engine.tracking_memory import TrackMemory, memory_track_step
@@ -52,6 +54,7 @@ class TrackStep:
                 continue
             if prompt_id in parts.tracks:  # not cancelled while the step ran
                 parts.tracks[prompt_id] = new_state
+                answer = parts.anchors.report(track_anchor(prompt_id), prompt_id, answer)
                 out.append(Reply(answer, ResultKind.TRACK))
                 out.extend(await capture_tracked(parts, prompt_id, frame, answer.mask))
         return out
@@ -76,6 +79,7 @@ class TrackStep:
         for prompt_id, (answer, new_state) in steps.items():
             if prompt_id in parts.tracks:  # not cancelled while the step ran
                 parts.tracks[prompt_id] = new_state
+                answer = parts.anchors.report(track_anchor(prompt_id), prompt_id, answer)
                 out.append(Reply(answer, ResultKind.TRACK))
                 out.extend(await capture_tracked(parts, prompt_id, frame, answer.mask))
         return out
@@ -87,6 +91,7 @@ def cancel_tracking(parts: SessionParts, prompt_id: int | None) -> list[int]:
     ids = list(parts.tracks) if prompt_id is None else [prompt_id]
     for pid in ids:
         parts.tracks.pop(pid, None)
+        parts.anchors.forget(track_anchor(pid))
     if not parts.tracks:
         parts.track_memory = None  # nothing left to remember; a new track starts a new memory
     capturing = parts.capture.capturing if parts.capture is not None else ()
