@@ -37,10 +37,7 @@ import numpy as np
 
 from engine.core import AnchorWorld, Segment3D
 from engine.pipeline import Answer
-
-_BITS = 21  # per axis in a packed voxel key: +-2^20 voxels, +-10 km at 1 cm
-_OFFSET = 1 << (_BITS - 1)
-_MASK = (1 << _BITS) - 1
+from engine.voxel_keys import voxel_centres, voxel_keys
 
 
 @dataclass(frozen=True)
@@ -84,8 +81,7 @@ class WorldAnchor:
             return
         self._last = segment
         self._frames += 1
-        cells = np.floor(np.asarray(segment.points, np.float64) / self.config.voxel_m).astype(np.int64)
-        keys = np.unique(_pack(cells))
+        keys = np.unique(voxel_keys(segment.points, self.config.voxel_m))
         keys_all = np.concatenate((self._keys, keys))
         seen_all = np.concatenate((self._seen, np.full(len(keys), self._frames, np.int64)))
         order = np.lexsort((-seen_all, keys_all))  # by key, the newest sighting first
@@ -101,7 +97,7 @@ class WorldAnchor:
         """The centroid of the fused voxels' centres, or None before any world points."""
         if not len(self._keys):
             return None
-        centres = (_unpack(self._keys) + 0.5) * self.config.voxel_m
+        centres = voxel_centres(self._keys, self.config.voxel_m)
         return AnchorWorld(centres.mean(axis=0), self._frames, len(self._keys))
 
 
@@ -138,12 +134,3 @@ class Anchors:
     def clear(self) -> None:
         self._slots.clear()
 
-
-def _pack(cells: np.ndarray) -> np.ndarray:
-    c = (cells + _OFFSET) & _MASK
-    return (c[:, 0] << (2 * _BITS)) | (c[:, 1] << _BITS) | c[:, 2]
-
-
-def _unpack(keys: np.ndarray) -> np.ndarray:
-    cells = np.stack(((keys >> (2 * _BITS)) & _MASK, (keys >> _BITS) & _MASK, keys & _MASK), axis=1)
-    return (cells - _OFFSET).astype(np.float64)

@@ -36,6 +36,7 @@ from engine.capture.config import (
 from engine.capture.coverage import Coverage, view_bin
 from engine.capture.mesh import CaptureMesh, postprocess
 from engine.core import CameraIntrinsics, Pose, RGBDFrame
+from engine.voxel_keys import voxel_keys
 
 
 class CaptureState(StrEnum):
@@ -114,8 +115,7 @@ class _PreviewCloud:
     def merged(self, points: np.ndarray, colors: np.ndarray, voxel: float) -> _PreviewCloud:
         if len(points) == 0 or len(self.keys) >= _PREVIEW_MAX_VOXELS:
             return self
-        q = np.floor(points / voxel).astype(np.int64) + (1 << 20)
-        keys = (q[:, 0] << 42) | (q[:, 1] << 21) | q[:, 2]
+        keys = voxel_keys(points, voxel)
         all_keys = np.concatenate([keys, self.keys])  # new first: np.unique keeps the first index
         uniq, first = np.unique(all_keys, return_index=True)
         pts = np.concatenate([points.astype(np.float32), self.points])[first]
