@@ -14,8 +14,6 @@ import numpy as np
 import pytest
 
 from bench.real_gt import default_data_dir
-from bench.selection_stability import project, world_point
-from clients.sources.folder import open_sequence
 from clients.sources.synthetic import (
     DepthDegradation,
     default_intrinsics,
@@ -26,7 +24,6 @@ from clients.sources.synthetic import (
 from engine.anchor import AnchorConfig, Anchors, WorldAnchor
 from engine.config import EngineConfig
 from engine.core import (
-    GazeSample,
     MaskCandidate,
     Prompt,
     RLEMask,
@@ -43,6 +40,7 @@ from engine.tracking import interior_point
 from tests.session_inbox import offer, open_session, settle
 from tests.test_gaze_dwell import FPS as DWELL_FPS
 from tests.test_gaze_dwell import gaze_trace, per_frame
+from tests.test_gaze_renewal import gaze_at_the_seat
 from tests.test_tracking import _select
 
 SEQUENCE = default_data_dir() / "livingroom1_micro"
@@ -123,27 +121,9 @@ async def test_a_held_gaze_object_gets_an_anchor_steadier_than_its_centroid() ->
     engine/renewal.py lands_on), so the next posed frame's answer is decoded afresh and starts a
     new anchor (the session's state before the unposed frame is kept by the anchor itself, but the
     selection it belonged to ended there)."""
-    seq = open_sequence(SEQUENCE)
-    target = world_point(seq[0], 480, 240)
-    rng = np.random.default_rng(0)
     n = 24
-    async with Engine(EngineConfig(port=0, gaze=DwellConfig(reuse_max_s=0.0))) as engine:
-        session, inbox = open_session(engine)
-        for i in range(n + 2):
-            frame = replace(seq[i], frame_id=i, capture_ts=i / FPS)
-            xy = project(frame, target)
-            assert xy is not None
-            if i == n:
-                frame = replace(frame, pose=None)
-            samples = tuple(
-                GazeSample(i / FPS + k / 240, float(xy[0] + dx), float(xy[1] + dy), 0.95)
-                for k, (dx, dy) in enumerate(rng.normal(0, 1.0, (8, 2)))
-            )
-            offer(session, frame)
-            session.submit(Prompt(i, i, gaze=samples))
-            await settle(engine, session)
-    results = {m.result.prompt_id: m.result for m in inbox.results()}
-    assert sorted(results) == list(range(n + 2)) and not inbox.errors()
+    results = await gaze_at_the_seat(n + 2, unposed=(n,))
+    assert sorted(results) == list(range(n + 2))
     centroids, anchors, fused = [], [], []
     for i in range(n):
         segment = results[i].segment
